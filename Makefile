@@ -1,0 +1,57 @@
+# ATLaS fleet — the two commands: `make demo` and `make test`. Everything else is a helper.
+# Each target creates what it needs on a fresh machine (virtualenv, pinned packages, buf).
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TOOLS  := .tools
+BUF    := $(TOOLS)/node_modules/.bin/buf
+EXTRAS ?= dev,selector,trainer,evaluator,tokenize
+
+.PHONY: demo test install lint lint-protos protos check-protos typecheck pytest lock clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+demo: $(STAMP)  ## set up and run the end-to-end demo on embedded defaults
+	$(PY) scripts/demo.py
+
+test: $(STAMP) $(BUF)  ## set up, lint, type-check and run every test tier that runs on a CPU
+	$(MAKE) --no-print-directory lint typecheck pytest
+
+install: $(STAMP)  ## create the virtualenv with pinned dependencies
+
+# torch goes in first and pinned, so pip takes the CPU build instead of a multi-GB CUDA one.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24.2"
+	$(PY) -m pip install --quiet "torch==2.13.0"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+$(BUF):
+	mkdir -p $(TOOLS)
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@1.75.0
+
+lint: $(STAMP) $(BUF) lint-protos  ## ruff + buf lint + generated code freshness
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+lint-protos: $(BUF)
+	cd protos && ../$(BUF) lint
+
+typecheck: $(STAMP)  ## mypy on the shared package and the services
+	$(PY) -m mypy
+
+pytest: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+protos: $(STAMP)  ## regenerate Python code from protos/ (commit the result)
+	$(PY) scripts/gen_protos.py
+
+lock: $(STAMP)  ## refresh constraints.txt from the current virtualenv
+	$(PY) -m pip freeze --exclude-editable | sed -e 's/+cpu$$//' > constraints.txt
+
+clean:  ## remove the virtualenv and local tools
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

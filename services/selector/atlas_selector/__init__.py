@@ -1,0 +1,1 @@
+"""ATLaS selector service."""

@@ -1,0 +1,1 @@
+"""ATLaS trainer service."""

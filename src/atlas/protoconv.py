@@ -1,0 +1,186 @@
+"""The one place that converts between protobuf messages and the domain model.
+
+Servicers call these and nothing else touches ``*_pb2`` field by field, so a proto change is a
+change here. Incoming messages are validated on the way in (proto3 enums accept any integer, and
+zero means "unset"): every problem is an InvalidArgument whose ``field_path`` names the offending
+request field, e.g. ``trajectories[2].messages[5].role``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
+from atlas.data.formats import FORMAT_NAMES, check_labels
+from atlas.data.model import Criterion, Message, Role, StepLabel, Trajectory
+from atlas.errors import InvalidArgument
+
+_ROLE_TO_PROTO: dict[Role, trajectory_pb2.Role] = {
+    Role.SYSTEM: trajectory_pb2.ROLE_SYSTEM,
+    Role.USER: trajectory_pb2.ROLE_USER,
+    Role.ASSISTANT: trajectory_pb2.ROLE_ASSISTANT,
+    Role.TOOL: trajectory_pb2.ROLE_TOOL,
+}
+_CRITERION_TO_PROTO: dict[Criterion, trajectory_pb2.Criterion] = {
+    Criterion.PLAN_CREATION: trajectory_pb2.CRITERION_PLAN_CREATION,
+    Criterion.CRITICAL_OBSERVATION: trajectory_pb2.CRITERION_CRITICAL_OBSERVATION,
+    Criterion.CRITICAL_ACTION: trajectory_pb2.CRITERION_CRITICAL_ACTION,
+    Criterion.SELF_CORRECTION: trajectory_pb2.CRITERION_SELF_CORRECTION,
+}
+_FORMAT_TO_PROTO: dict[str, dataset_pb2.DatasetFormat] = {
+    "agentgym": dataset_pb2.DATASET_FORMAT_AGENTGYM,
+    "openai": dataset_pb2.DATASET_FORMAT_OPENAI,
+    "axolotl": dataset_pb2.DATASET_FORMAT_AXOLOTL,
+    "sharegpt": dataset_pb2.DATASET_FORMAT_SHAREGPT,
+}
+JOB_STATE_NAMES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+"""Job states as the domain spells them: the proto enum names without the ``JOB_STATE_`` prefix."""
+_JOB_STATE_TO_PROTO: dict[str, job_pb2.JobState] = {
+    "QUEUED": job_pb2.JOB_STATE_QUEUED,
+    "RUNNING": job_pb2.JOB_STATE_RUNNING,
+    "SUCCEEDED": job_pb2.JOB_STATE_SUCCEEDED,
+    "FAILED": job_pb2.JOB_STATE_FAILED,
+    "CANCELLED": job_pb2.JOB_STATE_CANCELLED,
+}
+_ROLE_FROM_PROTO: dict[int, Role] = {value: role for role, value in _ROLE_TO_PROTO.items()}
+_CRITERION_FROM_PROTO: dict[int, Criterion] = {
+    value: criterion for criterion, value in _CRITERION_TO_PROTO.items()
+}
+_FORMAT_FROM_PROTO: dict[int, str] = {value: name for name, value in _FORMAT_TO_PROTO.items()}
+_JOB_STATE_FROM_PROTO: dict[int, str] = {value: name for name, value in _JOB_STATE_TO_PROTO.items()}
+
+
+# ------------------------------------------------------------------------------------------ trajectories
+
+
+def trajectory_to_proto(trajectory: Trajectory) -> trajectory_pb2.Trajectory:
+    """A domain Trajectory as its proto; an unstated train flag stays unset (proto3 ``optional``)."""
+    return trajectory_pb2.Trajectory(
+        id=trajectory.id,
+        source_env=trajectory.source_env,
+        task=trajectory.task,
+        messages=[
+            trajectory_pb2.Message(role=_ROLE_TO_PROTO[m.role], content=m.content)
+            if m.train is None
+            else trajectory_pb2.Message(role=_ROLE_TO_PROTO[m.role], content=m.content, train=m.train)
+            for m in trajectory.messages
+        ],
+        metadata=trajectory.metadata,
+        labels=[step_label_to_proto(label) for label in trajectory.labels],
+    )
+
+
+def trajectory_from_proto(msg: trajectory_pb2.Trajectory, field_path: str = "trajectory") -> Trajectory:
+    """A validated domain Trajectory; raises InvalidArgument naming the field under ``field_path``.
+
+    Checks: a non-empty id, a known role on every message, train=true only on assistant turns, and
+    labels that name distinct existing assistant turns not marked train=false, with known criteria.
+    """
+    if not msg.id:
+        raise InvalidArgument("a trajectory needs a non-empty id", field_path=f"{field_path}.id")
+    messages = []
+    for i, m in enumerate(msg.messages):
+        role = _ROLE_FROM_PROTO.get(m.role)
+        if role is None:
+            raise InvalidArgument(
+                f"role must be one of {', '.join(r.name for r in Role)}, got {m.role}",
+                field_path=f"{field_path}.messages[{i}].role",
+            )
+        train = m.train if m.HasField("train") else None
+        if train is True and role is not Role.ASSISTANT:
+            raise InvalidArgument(
+                f"only assistant turns may have train=true, this is a {role.value} turn",
+                field_path=f"{field_path}.messages[{i}].train",
+            )
+        messages.append(Message(role, m.content, train))
+    trajectory = Trajectory(
+        id=msg.id,
+        messages=messages,
+        source_env=msg.source_env,
+        task=msg.task,
+        metadata=dict(msg.metadata),
+        labels=[
+            step_label_from_proto(label, f"{field_path}.labels[{j}]") for j, label in enumerate(msg.labels)
+        ],
+    )
+    check_labels(trajectory, field_path=f"{field_path}.labels")
+    return trajectory
+
+
+def trajectories_from_proto(
+    msgs: Iterable[trajectory_pb2.Trajectory], field_path: str = "trajectories"
+) -> list[Trajectory]:
+    """Validated Trajectories from a repeated field, with errors at ``field_path[i]....``."""
+    return [trajectory_from_proto(msg, f"{field_path}[{i}]") for i, msg in enumerate(msgs)]
+
+
+def step_label_to_proto(label: StepLabel) -> trajectory_pb2.StepLabel:
+    return trajectory_pb2.StepLabel(
+        step_index=label.step_index,
+        criteria=[_CRITERION_TO_PROTO[Criterion(c)] for c in label.criteria],
+        rationale=label.rationale,
+    )
+
+
+def step_label_from_proto(msg: trajectory_pb2.StepLabel, field_path: str = "label") -> StepLabel:
+    """A StepLabel with known criteria (at least one); its step range is checked with its trajectory."""
+    if not msg.criteria:
+        raise InvalidArgument(
+            "a critical step needs at least one criterion", field_path=f"{field_path}.criteria"
+        )
+    criteria = []
+    for k, value in enumerate(msg.criteria):
+        criterion = _CRITERION_FROM_PROTO.get(value)
+        if criterion is None:
+            raise InvalidArgument(
+                f"criterion must be one of {', '.join(c.name for c in Criterion)}, got {value}",
+                field_path=f"{field_path}.criteria[{k}]",
+            )
+        criteria.append(criterion)
+    return StepLabel(step_index=msg.step_index, criteria=tuple(criteria), rationale=msg.rationale)
+
+
+# ------------------------------------------------------------------------------------- enums by name
+
+
+def dataset_format_to_proto(name: str | None) -> dataset_pb2.DatasetFormat:
+    """A format name as the enum; None, "" and "auto" (detect it) map to UNSPECIFIED."""
+    if name in (None, "", "auto"):
+        return dataset_pb2.DATASET_FORMAT_UNSPECIFIED
+    value = _FORMAT_TO_PROTO.get(name)
+    if value is None:
+        raise InvalidArgument(
+            f"unknown dataset format {name!r}; expected one of {', '.join(FORMAT_NAMES)}", field_path="format"
+        )
+    return value
+
+
+def dataset_format_from_proto(value: int, field_path: str = "format") -> str | None:
+    """The format name for an enum value; None for UNSPECIFIED (detect it, or take the manifest's)."""
+    if value == dataset_pb2.DATASET_FORMAT_UNSPECIFIED:
+        return None
+    name = _FORMAT_FROM_PROTO.get(value)
+    if name is None:
+        raise InvalidArgument(f"unknown dataset format enum value {value}", field_path=field_path)
+    return name
+
+
+def job_state_to_proto(name: str) -> job_pb2.JobState:
+    """A job state name from :data:`JOB_STATE_NAMES` as the enum."""
+    value = _JOB_STATE_TO_PROTO.get(name)
+    if value is None:
+        raise ValueError(f"unknown job state {name!r}; expected one of {', '.join(JOB_STATE_NAMES)}")
+    return value
+
+
+def job_state_from_proto(value: int, field_path: str = "state") -> str | None:
+    """The job state name for an enum value; None for UNSPECIFIED (in a List filter: any state)."""
+    if value == job_pb2.JOB_STATE_UNSPECIFIED:
+        return None
+    name = _JOB_STATE_FROM_PROTO.get(value)
+    if name is None:
+        raise InvalidArgument(
+            f"job state must be one of {', '.join(JOB_STATE_NAMES)}, got enum value {value}",
+            field_path=field_path,
+        )
+    return name
