@@ -13,6 +13,7 @@ exits 1 when it finds bad records.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from atlas.config import ServerConfig
 
 SERVICES = ("selector", "trainer", "evaluator")
+SERVICE_CLI_MODULES = ("atlas_selector.cli", "atlas_trainer.cli", "atlas_evaluator.cli")
 TRAJECTORY_FORMATS = ("agentgym", "openai", "axolotl", "sharegpt")
 
 
@@ -163,6 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the settings of one or all services as markdown tables (docs/configuration.md).",
     )
     config.add_argument("service", nargs="?", choices=SERVICES)
+
+    # Each service package adds its own commands (atlas select, atlas train, atlas generate ...):
+    # a module `atlas_<service>.cli` with `register(subparsers)`, whose parsers set `func`.
+    for module_name in SERVICE_CLI_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(sub)
     return parser
 
 
@@ -175,7 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_convert(args)
         if args.command == "validate":
             return cmd_validate(args)
-        return cmd_config(args)
+        if args.command == "config":
+            return cmd_config(args)
+        result: int = args.func(args)
+        return result
     except AtlasError as exc:
         print(f"atlas {args.command}: error: {exc}", file=sys.stderr)
         return 2

