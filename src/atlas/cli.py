@@ -25,7 +25,12 @@ if TYPE_CHECKING:
     from atlas.config import ServerConfig
 
 SERVICES = ("selector", "trainer", "evaluator")
-SERVICE_CLI_MODULES = ("atlas_selector.cli", "atlas_trainer.cli", "atlas_evaluator.cli")
+SERVICE_CLI_MODULES = (
+    "atlas_selector.cli",
+    "atlas_trainer.cli",
+    "atlas_evaluator.cli",
+    "atlas_evaluator.eval_cli",
+)
 TRAJECTORY_FORMATS = ("agentgym", "openai", "axolotl", "sharegpt")
 
 
