@@ -12,25 +12,17 @@ from atlas.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
-    Unimplemented,
 )
+from atlas_selector.contract import ContractViolation
 
 ISSUE = "B"
-
-
-class NotBuiltYet(Unimplemented):
-    """An RPC of the contract whose implementation has not landed yet."""
-
-    def __init__(self, rpc: str) -> None:
-        super().__init__(f"{rpc} is not built yet; it arrives with issue [{ISSUE}] (selector service)")
-
 
 __all__ = [
     "AlreadyExists",
     "AtlasError",
+    "ContractViolation",
     "FailedPrecondition",
     "InvalidArgument",
-    "NotBuiltYet",
     "NotFound",
     "PermissionDenied",
 ]

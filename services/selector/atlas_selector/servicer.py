@@ -2,46 +2,101 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
+from atlas.common.v1 import trajectory_pb2
+from atlas.errors import InvalidArgument
+from atlas.jobs import JobState
+from atlas.protoconv import job_state_from_proto
 from atlas.selector.v1 import selector_service_pb2 as pb
 from atlas.selector.v1 import selector_service_pb2_grpc as pb_grpc
-from atlas_selector.config import SelectorConfig
-from atlas_selector.errors import NotBuiltYet
+from atlas_selector.convert import (
+    decode_batch,
+    job_spec_from_proto,
+    job_to_proto,
+    options_from_proto,
+    result_to_proto,
+)
+from atlas_selector.jobs import SelectionJobs
+from atlas_selector.pipeline import BoundedPipeline
+from atlas_selector.selector import Resolved, Selector
 
 
 class SelectorServicer(pb_grpc.SelectorServiceServicer):
-    def __init__(self, config: SelectorConfig) -> None:
-        self.config = config
+    def __init__(
+        self,
+        selector: Selector,
+        jobs: SelectionJobs,
+        pipeline: BoundedPipeline[pb.StreamSelectStepsRequest, pb.StreamSelectStepsResponse],
+    ) -> None:
+        self.selector = selector
+        self.jobs = jobs
+        self.pipeline = pipeline
+
+    def _select(
+        self, trajectories: Sequence[trajectory_pb2.Trajectory], resolved: Resolved, labels_only: bool
+    ) -> list[pb.SelectionResult]:
+        self.selector.check_batch(len(trajectories))
+        outcomes = self.selector.select(decode_batch(trajectories), resolved, labels_only=labels_only)
+        return [result_to_proto(outcome, resolved.prompt_version) for outcome in outcomes]
 
     def SelectSteps(
         self, request: pb.SelectStepsRequest, context: grpc.ServicerContext
     ) -> pb.SelectStepsResponse:
-        raise NotBuiltYet("SelectSteps")
+        resolved = self.selector.resolve(options_from_proto(request.config))
+        results = self._select(request.trajectories, resolved, request.labels_only)
+        return pb.SelectStepsResponse(results=results)
 
     def StreamSelectSteps(
         self, request_iterator: Iterator[pb.StreamSelectStepsRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.StreamSelectStepsResponse]:
-        raise NotBuiltYet("StreamSelectSteps")
+        state: dict[str, Resolved] = {}
+
+        def prepare(
+            request: pb.StreamSelectStepsRequest,
+        ) -> tuple[int, Callable[[], pb.StreamSelectStepsResponse]]:
+            if request.HasField("config"):
+                state["resolved"] = self.selector.resolve(options_from_proto(request.config))
+            elif "resolved" not in state:
+                raise InvalidArgument("the first message of the stream needs a config", field_path="config")
+            resolved, labels_only = state["resolved"], request.labels_only
+            trajectories = list(request.trajectories)
+            self.selector.check_batch(len(trajectories))
+
+            def work() -> pb.StreamSelectStepsResponse:
+                return pb.StreamSelectStepsResponse(results=self._select(trajectories, resolved, labels_only))
+
+            return max(1, len(trajectories)), work
+
+        return self.pipeline.run(request_iterator, prepare)
 
     def CreateSelectionJob(
         self, request: pb.CreateSelectionJobRequest, context: grpc.ServicerContext
     ) -> pb.CreateSelectionJobResponse:
-        raise NotBuiltYet("CreateSelectionJob")
+        job_id = self.jobs.create(job_spec_from_proto(request))
+        return pb.CreateSelectionJobResponse(job=job_to_proto(self.jobs.store.get(job_id)))
 
     def GetSelectionJob(
         self, request: pb.GetSelectionJobRequest, context: grpc.ServicerContext
     ) -> pb.GetSelectionJobResponse:
-        raise NotBuiltYet("GetSelectionJob")
+        return pb.GetSelectionJobResponse(job=job_to_proto(self.jobs.store.get(request.id)))
 
     def ListSelectionJobs(
         self, request: pb.ListSelectionJobsRequest, context: grpc.ServicerContext
     ) -> pb.ListSelectionJobsResponse:
-        raise NotBuiltYet("ListSelectionJobs")
+        state = job_state_from_proto(request.state)
+        jobs, token = self.jobs.store.list_jobs(
+            page_size=request.page_size,
+            page_token=request.page_token,
+            state=JobState(state) if state else None,
+        )
+        return pb.ListSelectionJobsResponse(jobs=[job_to_proto(job) for job in jobs], next_page_token=token)
 
     def CancelSelectionJob(
         self, request: pb.CancelSelectionJobRequest, context: grpc.ServicerContext
     ) -> pb.CancelSelectionJobResponse:
-        raise NotBuiltYet("CancelSelectionJob")
+        job = self.jobs.store.cancel(request.id)
+        self.jobs.changed()
+        return pb.CancelSelectionJobResponse(job=job_to_proto(job))

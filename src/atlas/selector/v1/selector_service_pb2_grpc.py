@@ -72,14 +72,14 @@ class SelectorServiceServicer:
     """
 
     def SelectSteps(self, request, context):
-        """Labels a batch of trajectories. INVALID_ARGUMENT if the request as a whole is malformed (config, batch size); per-trajectory failures come back in the results; UNIMPLEMENTED until the selector lands.
+        """Labels a batch of trajectories. INVALID_ARGUMENT if the request as a whole is malformed (config, batch size); FAILED_PRECONDITION for backend vllm when no judge server is configured; per-trajectory failures come back in the results.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def StreamSelectSteps(self, request_iterator, context):
-        """Labels a stream of trajectories, results keyed by trajectory id, possibly out of order. INVALID_ARGUMENT if the first message has no config or a config is malformed; RESOURCE_EXHAUSTED never (the stream applies back-pressure instead).
+        """Labels a stream of trajectories, results keyed by trajectory id, possibly out of order. INVALID_ARGUMENT if the first message has no config or a config or batch is malformed; FAILED_PRECONDITION as SelectSteps; RESOURCE_EXHAUSTED never (the stream applies back-pressure instead).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,153 @@
+"""Selector messages <-> domain objects (the shared ones are in atlas.protoconv)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
+from atlas.data.model import Trajectory
+from atlas.errors import AtlasError, InvalidArgument
+from atlas.jobs import Job
+from atlas.protoconv import (
+    dataset_format_from_proto,
+    dataset_format_to_proto,
+    job_state_to_proto,
+    step_label_to_proto,
+    trajectory_from_proto,
+    trajectory_to_proto,
+)
+from atlas.selector.v1 import selector_service_pb2 as pb
+from atlas_selector.jobs import SelectionJobSpec
+from atlas_selector.selector import Outcome, SelectionOptions, Undecodable
+
+# grpc.StatusCode numbers by name, without importing grpc here.
+STATUS_CODES = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+}
+
+
+def options_from_proto(msg: pb.SelectionConfig, field_path: str = "config") -> SelectionOptions:
+    if math.isnan(msg.max_ratio):
+        raise InvalidArgument("must be in (0, 1], got nan", field_path=f"{field_path}.max_ratio")
+    return SelectionOptions(
+        backend=msg.backend or "rules",
+        max_ratio=msg.max_ratio,
+        min_steps=msg.min_steps if msg.HasField("min_steps") else 1,
+        seed=msg.seed,
+        model=msg.model,
+        complement_of=msg.complement_of,
+    )
+
+
+def options_to_proto(options: SelectionOptions) -> pb.SelectionConfig:
+    return pb.SelectionConfig(
+        backend=options.backend,
+        max_ratio=options.max_ratio,
+        min_steps=options.min_steps,
+        seed=options.seed,
+        model=options.model,
+        complement_of=options.complement_of,
+    )
+
+
+def decode_batch(
+    msgs: Sequence[trajectory_pb2.Trajectory], field_path: str = "trajectories"
+) -> list[Trajectory | Undecodable]:
+    """Each trajectory decoded, or an Undecodable carrying why (it then fails alone)."""
+    decoded: list[Trajectory | Undecodable] = []
+    for k, msg in enumerate(msgs):
+        try:
+            decoded.append(trajectory_from_proto(msg, f"{field_path}[{k}]"))
+        except AtlasError as error:
+            decoded.append(Undecodable(msg.id, error))
+    return decoded
+
+
+def job_error_to_proto(error: AtlasError) -> job_pb2.JobError:
+    return job_pb2.JobError(
+        code=STATUS_CODES.get(error.code, 2), message=error.message, field_path=error.field_path
+    )
+
+
+def result_to_proto(outcome: Outcome, prompt_version: str = "") -> pb.SelectionResult:
+    result = pb.SelectionResult(
+        trajectory_id=outcome.trajectory_id,
+        labels=[step_label_to_proto(label) for label in outcome.labels],
+        step_count=outcome.step_count,
+        prompt_version=prompt_version,
+    )
+    if outcome.error is not None:
+        result.error.CopyFrom(job_error_to_proto(outcome.error))
+    elif outcome.masked is not None:
+        result.masked_trajectory.CopyFrom(trajectory_to_proto(outcome.masked))
+    return result
+
+
+def _timestamp(seconds: float | None) -> Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def job_spec_from_proto(msg: pb.CreateSelectionJobRequest) -> SelectionJobSpec:
+    return SelectionJobSpec(
+        input_uri=msg.input.uri,
+        output_uri=msg.output_uri,
+        input_format=dataset_format_from_proto(msg.input.format, "input.format") or "auto",
+        input_sha256=msg.input.sha256,
+        output_format=dataset_format_from_proto(msg.output_format, "output_format") or "agentgym",
+        options=options_from_proto(msg.config),
+    )
+
+
+def job_to_proto(job: Job) -> pb.SelectionJob:
+    spec = SelectionJobSpec.from_dict(job.spec)
+    status = job_pb2.JobStatus(
+        state=job_state_to_proto(job.state.value),
+        create_time=_timestamp(job.create_time),
+        start_time=_timestamp(job.start_time),
+        end_time=_timestamp(job.end_time),
+        update_time=_timestamp(job.update_time),
+    )
+    if job.error is not None:
+        status.error.CopyFrom(
+            job_pb2.JobError(
+                code=STATUS_CODES.get(job.error.code, 2),
+                message=job.error.message,
+                field_path=job.error.field_path,
+            )
+        )
+    return pb.SelectionJob(
+        id=job.id,
+        status=status,
+        input=dataset_pb2.DatasetRef(
+            uri=spec.input_uri,
+            format=dataset_format_to_proto(spec.input_format),
+            sha256=spec.input_sha256,
+        ),
+        output_uri=spec.output_uri,
+        output_format=dataset_format_to_proto(spec.output_format),
+        config=options_to_proto(spec.options),
+        trajectories_done=int(job.progress.get("done", 0)),
+        trajectories_total=int(job.progress.get("total", 0)),
+        trajectories_failed=int(job.progress.get("failed", 0)),
+    )
