@@ -1,7 +1,5 @@
-"""Errors of the trainer service: the fleet's hierarchy (atlas.errors) plus what only the trainer raises.
-
-The server interceptor maps every one of them to a gRPC status code.
-"""
+"""Errors of the trainer service: the fleet's hierarchy (atlas.errors); the interceptor maps each to a
+gRPC status code. The trainer raises no error kinds of its own."""
 
 from __future__ import annotations
 
@@ -15,22 +13,12 @@ from atlas.errors import (
     Unimplemented,
 )
 
-ISSUE = "C"
-
-
-class NotBuiltYet(Unimplemented):
-    """An RPC of the contract whose implementation has not landed yet."""
-
-    def __init__(self, rpc: str) -> None:
-        super().__init__(f"{rpc} is not built yet; it arrives with issue [{ISSUE}] (trainer service)")
-
-
 __all__ = [
     "AlreadyExists",
     "AtlasError",
     "FailedPrecondition",
     "InvalidArgument",
-    "NotBuiltYet",
     "NotFound",
     "PermissionDenied",
+    "Unimplemented",
 ]

@@ -6,9 +6,11 @@ import argparse
 from collections.abc import Sequence
 
 from atlas.config import add_arguments, load_config
+from atlas.rpc.metrics import new_registry
 from atlas.rpc.server import FleetServer, build_server, run_until_signalled
 from atlas.trainer.v1 import trainer_service_pb2, trainer_service_pb2_grpc
 from atlas_trainer.config import TrainerConfig
+from atlas_trainer.core import TrainerCore
 from atlas_trainer.servicer import TrainerServicer
 
 SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
@@ -16,14 +18,22 @@ SERVICE_NAME = trainer_service_pb2.DESCRIPTOR.services_by_name["TrainerService"]
 
 def create_server(config: TrainerConfig) -> tuple[FleetServer, int]:
     """Start the trainer on the configured ports; returns the server and its bound gRPC port."""
-    servicer = TrainerServicer(config)
-    server = build_server(
-        config,
-        lambda grpc_server: trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server(
-            servicer, grpc_server
-        ),
-        [SERVICE_NAME],
-    )
+    registry = new_registry()
+    core = TrainerCore(config, registry)
+    servicer = TrainerServicer(core)
+    try:
+        server = build_server(
+            config,
+            lambda grpc_server: trainer_service_pb2_grpc.add_TrainerServiceServicer_to_server(
+                servicer, grpc_server
+            ),
+            [SERVICE_NAME],
+            registry=registry,
+        )
+    except BaseException:
+        core.stop()
+        raise
+    server.on_stop.append(lambda: core.stop(config.grace_seconds))
     return server, server.port
 
 

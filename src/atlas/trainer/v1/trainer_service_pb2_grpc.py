@@ -72,14 +72,14 @@ class TrainerServiceServicer:
     """
 
     def CreateTrainingJob(self, request, context):
-        """Validates the spec and queues a training job. INVALID_ARGUMENT with the field path for a bad spec; PERMISSION_DENIED for a URI outside the storage allowlist; FAILED_PRECONDITION if the dataset fails mask validation.
+        """Validates the spec and the dataset's masks, then queues a training job. INVALID_ARGUMENT with the field path for a bad spec; PERMISSION_DENIED for a URI outside the storage allowlist; NOT_FOUND if the dataset does not exist; ALREADY_EXISTS if output_uri holds a finished run; FAILED_PRECONDITION (with the validation report) if the dataset fails mask validation; UNIMPLEMENTED for a runner this build lacks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetTrainingJob(self, request, context):
-        """Returns one training job. NOT_FOUND if no job has that id.
+        """Returns one training job. INVALID_ARGUMENT for an empty id; NOT_FOUND if no job has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -93,14 +93,14 @@ class TrainerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def WatchTrainingJob(self, request, context):
-        """Streams state changes and progress until the job finishes. NOT_FOUND if no job has that id.
+        """Streams state changes and progress until the job finishes. INVALID_ARGUMENT for an empty id; NOT_FOUND if no job has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelTrainingJob(self, request, context):
-        """Cancels a job; idempotent. NOT_FOUND if no job has that id; a finished job is returned unchanged.
+        """Cancels a job; idempotent. INVALID_ARGUMENT for an empty id; NOT_FOUND if no job has that id; a finished job is returned unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
