@@ -16,3 +16,6 @@ class EvaluatorConfig(ServerConfig):
     metrics_port: int = setting(
         9103, "Port of the Prometheus /metrics HTTP server; 0 picks a free one, -1 disables it."
     )
+    max_concurrency: int = setting(
+        256, "Most episodes one evaluation job may run at once (a job's concurrency above it is refused)."
+    )

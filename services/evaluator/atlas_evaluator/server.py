@@ -7,8 +7,11 @@ from collections.abc import Sequence
 
 from atlas.config import add_arguments, load_config
 from atlas.evaluator.v1 import evaluator_service_pb2, evaluator_service_pb2_grpc
+from atlas.rpc.metrics import new_registry
 from atlas.rpc.server import FleetServer, build_server, run_until_signalled
 from atlas_evaluator.config import EvaluatorConfig
+from atlas_evaluator.core import EvaluatorCore
+from atlas_evaluator.metrics import EvaluatorMetrics
 from atlas_evaluator.servicer import EvaluatorServicer
 
 SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorService"].full_name
@@ -16,14 +19,27 @@ SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorServi
 
 def create_server(config: EvaluatorConfig) -> tuple[FleetServer, int]:
     """Start the evaluator on the configured ports; returns the server and its bound gRPC port."""
-    servicer = EvaluatorServicer(config)
-    server = build_server(
-        config,
-        lambda grpc_server: evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server(
-            servicer, grpc_server
-        ),
-        [SERVICE_NAME],
+    registry = new_registry()
+    core = EvaluatorCore(
+        config.data_dir,
+        config.effective_storage_roots(),
+        max_concurrency=config.max_concurrency,
+        metrics=EvaluatorMetrics(registry),
     )
+    servicer = EvaluatorServicer(core)
+    try:
+        server = build_server(
+            config,
+            lambda grpc_server: evaluator_service_pb2_grpc.add_EvaluatorServiceServicer_to_server(
+                servicer, grpc_server
+            ),
+            [SERVICE_NAME],
+            registry=registry,
+        )
+    except BaseException:
+        core.close()
+        raise
+    server.on_stop.append(core.close)
     return server, server.port
 
 

@@ -19,12 +19,14 @@ class PolicyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POLICY_KIND_UNSPECIFIED: _ClassVar[PolicyKind]
     POLICY_KIND_OPENAI: _ClassVar[PolicyKind]
     POLICY_KIND_TRANSFORMERS: _ClassVar[PolicyKind]
+    POLICY_KIND_ORACLE: _ClassVar[PolicyKind]
 SPLIT_UNSPECIFIED: Split
 SPLIT_HELD_IN: Split
 SPLIT_HELD_OUT: Split
 POLICY_KIND_UNSPECIFIED: PolicyKind
 POLICY_KIND_OPENAI: PolicyKind
 POLICY_KIND_TRANSFORMERS: PolicyKind
+POLICY_KIND_ORACLE: PolicyKind
 
 class Environment(_message.Message):
     __slots__ = ("id", "split", "description")

@@ -1,0 +1,82 @@
+"""Evaluator batching benchmark: the same suite with concurrency K vs one episode at a time.
+
+    .venv/bin/python bench/evaluator_batching.py [--episodes 32] [--concurrency 8] [--max-turns 6]
+        [--policy transformers|openai] [--base-url http://127.0.0.1:8000/v1 --model NAME]
+
+Defaults: 32 BabyAI episodes (the held-in levels, round robin) with the tiny random-weight model
+built locally and the in-process transformers policy, greedy, 32 new tokens per turn. Both runs play
+identical episodes (same seeds, same greedy policy), so the only difference is how many episodes'
+turns share one policy call. Prints one line per run and ``ratio=<episodes/s concurrent ÷
+sequential>`` last (goal: >= 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "services" / "evaluator"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--episodes", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--max-turns", type=int, default=6)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--env", default="babyai")
+    parser.add_argument("--policy", choices=("transformers", "openai"), default="transformers")
+    parser.add_argument("--base-url", default="")
+    parser.add_argument("--model", default="", help="model dir (transformers) or served name (openai)")
+    args = parser.parse_args()
+
+    from atlas_evaluator.policies.base import GenerationConfig, Policy
+    from atlas_evaluator.runner import Runner, plan_suite
+
+    generation = GenerationConfig(max_new_tokens=args.max_new_tokens)
+    policy: Policy
+    if args.policy == "openai":
+        from atlas_evaluator.policies.openai import OpenAIPolicy
+
+        policy = OpenAIPolicy(args.base_url, args.model, generation=generation)
+    else:
+        from atlas_evaluator.policies.transformers import TransformersPolicy
+
+        from atlas.models.tiny import build_tiny_model
+
+        model_dir = (
+            Path(args.model) if args.model else build_tiny_model(Path(tempfile.mkdtemp(prefix="tiny-")))
+        )
+        policy = TransformersPolicy(model_dir, generation=generation)
+    specs = plan_suite([args.env], args.episodes, seed=0, max_turns=args.max_turns)
+    rates = {}
+    outcomes = {}
+    for concurrency in (args.concurrency, 1):
+        with Runner(policy, concurrency=concurrency) as runner:
+            started = time.perf_counter()
+            results = runner.run(specs)
+            seconds = time.perf_counter() - started
+        rates[concurrency] = len(results) / seconds
+        outcomes[concurrency] = sorted((r.episode_id, r.turns, r.success) for r in results)
+        stats = runner.stats
+        print(
+            f"concurrency={concurrency} episodes={len(results)} seconds={seconds:.2f} "
+            f"episodes_per_s={rates[concurrency]:.3f} policy_calls={stats.policy_calls} "
+            f"mean_batch={sum(stats.batch_sizes) / max(1, len(stats.batch_sizes)):.2f} "
+            f"policy_s={stats.policy_seconds:.2f} env_s={stats.env_seconds:.2f} "
+            f"turns={sum(r.turns for r in results)} successes={sum(r.success for r in results)}",
+            flush=True,
+        )
+    same = outcomes[args.concurrency] == outcomes[1]
+    print(f"same_outcomes={same}")
+    policy.close()
+    print(f"ratio={rates[args.concurrency] / rates[1]:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
