@@ -44,10 +44,11 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 
-# Debian packages the tests start as real servers (Prometheus). Installed once; needs root (CI is root).
-DEBIAN_PACKAGES := prometheus
-system-deps:  ## install the Debian packages the tests need (prometheus)
-	@missing=""; for cmd in $(DEBIAN_PACKAGES); do command -v $$cmd >/dev/null || missing="$$missing $$cmd"; done; \
+# Debian packages the tests need, as command:package pairs: a real Prometheus, and Java 17 for the
+# JVM-backed environments (ScienceWorld, TextWorld-Express). Installed once; needs root (CI is root).
+DEBIAN_PACKAGES := prometheus:prometheus java:openjdk-17-jre-headless
+system-deps:  ## install the Debian packages the tests need (prometheus, Java 17)
+	@missing=""; for pair in $(DEBIAN_PACKAGES); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run as root or: sudo apt-get install$$missing" >&2; exit 1; fi; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -95,9 +96,11 @@ def test_client_has_a_typed_method_per_rpc(
 
 
 @pytest.fixture(params=SERVICES, ids=IDS)
-def running(request: pytest.FixtureRequest) -> Iterator[tuple[ModuleType, str, Any, FleetServer]]:
+def running(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[ModuleType, str, Any, FleetServer]]:
     module, service, _servicer, client_class, config_class, create = request.param
-    server, port = create(config_class(port=0, metrics_port=-1))
+    server, port = create(config_class(port=0, metrics_port=-1, data_dir=str(tmp_path)))
     client = client_class(f"127.0.0.1:{port}", retries=0, timeout=10)
     yield module, service, client, server
     client.close()

@@ -154,6 +154,8 @@ def build_tiny_model(
     if hidden_size % num_heads:
         raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_heads {num_heads}")
     tokenizer = build_tiny_tokenizer(out_dir)
+    bos_token_id = tokenizer.convert_tokens_to_ids(IM_START)
+    assert isinstance(bos_token_id, int)  # one token in, one id out
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
@@ -163,10 +165,10 @@ def build_tiny_model(
         num_key_value_heads=max(1, num_heads // 2),
         max_position_embeddings=4096,
         tie_word_embeddings=True,
-        bos_token_id=tokenizer.convert_tokens_to_ids(IM_START),
+        bos_token_id=bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        torch_dtype="float32",
+        dtype="float32",
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
