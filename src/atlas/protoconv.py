@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import code_pb2
+
 from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
 from atlas.data.formats import FORMAT_NAMES, check_labels
 from atlas.data.model import Criterion, Message, Role, StepLabel, Trajectory
 from atlas.errors import InvalidArgument
+from atlas.jobs import Job
 
 _ROLE_TO_PROTO: dict[Role, trajectory_pb2.Role] = {
     Role.SYSTEM: trajectory_pb2.ROLE_SYSTEM,
@@ -184,3 +188,40 @@ def job_state_from_proto(value: int, field_path: str = "state") -> str | None:
             field_path=field_path,
         )
     return name
+
+
+def status_code_number(name: str) -> int:
+    """The google.rpc.Code number of a status name ("INVALID_ARGUMENT" -> 3); UNKNOWN (2) if unknown."""
+    return int(code_pb2.Code.Value(name)) if name in code_pb2.Code.keys() else code_pb2.UNKNOWN  # noqa: SIM118 - an EnumTypeWrapper, not a dict
+
+
+def status_code_name(number: int) -> str:
+    """The status name of a google.rpc.Code number (3 -> "INVALID_ARGUMENT"); "UNKNOWN" if unknown."""
+    return str(code_pb2.Code.Name(number)) if number in code_pb2.Code.values() else "UNKNOWN"
+
+
+def job_error_to_proto(code: str, message: str, field_path: str = "") -> job_pb2.JobError:
+    return job_pb2.JobError(code=status_code_number(code), message=message, field_path=field_path)
+
+
+def timestamp_to_proto(seconds: float | None) -> Timestamp | None:
+    """Epoch seconds as a Timestamp; None stays unset."""
+    if seconds is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1e9))
+    return stamp
+
+
+def job_status_to_proto(job: Job) -> job_pb2.JobStatus:
+    """State, timestamps and error of a stored job, as every job resource reports them."""
+    status = job_pb2.JobStatus(
+        state=job_state_to_proto(job.state.value),
+        create_time=timestamp_to_proto(job.create_time),
+        start_time=timestamp_to_proto(job.start_time),
+        end_time=timestamp_to_proto(job.end_time),
+        update_time=timestamp_to_proto(job.update_time),
+    )
+    if job.error is not None:
+        status.error.CopyFrom(job_error_to_proto(job.error.code, job.error.message, job.error.field_path))
+    return status

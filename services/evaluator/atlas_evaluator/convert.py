@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from atlas.common.v1 import job_pb2
 from atlas.errors import InvalidArgument
 from atlas.evaluator.v1 import evaluator_service_pb2 as pb
 from atlas.jobs import Job
-from atlas.protoconv import job_state_to_proto
+from atlas.protoconv import job_status_to_proto
 from atlas_evaluator.core import EvalSpec, PolicySpec
 from atlas_evaluator.envs.registry import ENVIRONMENTS, EnvSpec
 
@@ -18,11 +15,6 @@ _KINDS = {
     pb.POLICY_KIND_ORACLE: "oracle",
 }
 KIND_NUMBERS = {v: k for k, v in _KINDS.items()}
-_CODES = {
-    "OK": 0, "CANCELLED": 1, "UNKNOWN": 2, "INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6, "PERMISSION_DENIED": 7, "RESOURCE_EXHAUSTED": 8, "FAILED_PRECONDITION": 9,
-    "ABORTED": 10, "OUT_OF_RANGE": 11, "UNIMPLEMENTED": 12, "INTERNAL": 13, "UNAVAILABLE": 14,
-}  # fmt: skip
 
 
 def _split(held_out: bool) -> pb.Split:
@@ -60,29 +52,9 @@ def spec_from_proto(request: pb.CreateEvaluationJobRequest) -> EvalSpec:
     )
 
 
-def _timestamp(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def job_to_proto(job: Job) -> pb.EvaluationJob:
     spec = EvalSpec.from_dict(job.spec)
-    status = job_pb2.JobStatus(
-        state=job_state_to_proto(job.state.value),
-        create_time=_timestamp(job.create_time),
-        start_time=_timestamp(job.start_time),
-        end_time=_timestamp(job.end_time),
-        update_time=_timestamp(job.update_time),
-    )
-    if job.error is not None:
-        status.error.CopyFrom(
-            job_pb2.JobError(
-                code=_CODES.get(job.error.code, 2), message=job.error.message, field_path=job.error.field_path
-            )
-        )
+    status = job_status_to_proto(job)
     envs = job.result.get("envs") or job.progress.get("envs") or {}
     results = []
     for env_id, e in envs.items():

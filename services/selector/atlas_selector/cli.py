@@ -182,9 +182,9 @@ def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Ite
 
 
 def _code_name(number: int) -> str:
-    from atlas_selector.convert import STATUS_CODES
+    from atlas.protoconv import status_code_name
 
-    return next((name for name, value in STATUS_CODES.items() if value == number), "UNKNOWN")
+    return status_code_name(number)
 
 
 def cmd_select_eval(args: argparse.Namespace) -> int:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
 from atlas.data.model import Trajectory
 from atlas.errors import AtlasError, InvalidArgument
@@ -14,7 +12,8 @@ from atlas.jobs import Job
 from atlas.protoconv import (
     dataset_format_from_proto,
     dataset_format_to_proto,
-    job_state_to_proto,
+    job_status_to_proto,
+    status_code_number,
     step_label_to_proto,
     trajectory_from_proto,
     trajectory_to_proto,
@@ -22,25 +21,6 @@ from atlas.protoconv import (
 from atlas.selector.v1 import selector_service_pb2 as pb
 from atlas_selector.jobs import SelectionJobSpec
 from atlas_selector.selector import Outcome, SelectionOptions, Undecodable
-
-# grpc.StatusCode numbers by name, without importing grpc here.
-STATUS_CODES = {
-    "OK": 0,
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "DEADLINE_EXCEEDED": 4,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "OUT_OF_RANGE": 11,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-}
 
 
 def options_from_proto(msg: pb.SelectionConfig, field_path: str = "config") -> SelectionOptions:
@@ -82,7 +62,7 @@ def decode_batch(
 
 def job_error_to_proto(error: AtlasError) -> job_pb2.JobError:
     return job_pb2.JobError(
-        code=STATUS_CODES.get(error.code, 2), message=error.message, field_path=error.field_path
+        code=status_code_number(error.code), message=error.message, field_path=error.field_path
     )
 
 
@@ -100,14 +80,6 @@ def result_to_proto(outcome: Outcome, prompt_version: str = "") -> pb.SelectionR
     return result
 
 
-def _timestamp(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def job_spec_from_proto(msg: pb.CreateSelectionJobRequest) -> SelectionJobSpec:
     return SelectionJobSpec(
         input_uri=msg.input.uri,
@@ -121,21 +93,7 @@ def job_spec_from_proto(msg: pb.CreateSelectionJobRequest) -> SelectionJobSpec:
 
 def job_to_proto(job: Job) -> pb.SelectionJob:
     spec = SelectionJobSpec.from_dict(job.spec)
-    status = job_pb2.JobStatus(
-        state=job_state_to_proto(job.state.value),
-        create_time=_timestamp(job.create_time),
-        start_time=_timestamp(job.start_time),
-        end_time=_timestamp(job.end_time),
-        update_time=_timestamp(job.update_time),
-    )
-    if job.error is not None:
-        status.error.CopyFrom(
-            job_pb2.JobError(
-                code=STATUS_CODES.get(job.error.code, 2),
-                message=job.error.message,
-                field_path=job.error.field_path,
-            )
-        )
+    status = job_status_to_proto(job)
     return pb.SelectionJob(
         id=job.id,
         status=status,

@@ -6,12 +6,14 @@ Incoming requests are validated here on the way in, every problem an InvalidArgu
 
 from __future__ import annotations
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
-from atlas.common.v1 import dataset_pb2, job_pb2
+from atlas.common.v1 import dataset_pb2
 from atlas.errors import InvalidArgument
 from atlas.jobs import Job
-from atlas.protoconv import dataset_format_from_proto, dataset_format_to_proto, job_state_to_proto
+from atlas.protoconv import (
+    dataset_format_from_proto,
+    dataset_format_to_proto,
+    job_status_to_proto,
+)
 from atlas.trainer.v1 import trainer_service_pb2 as pb
 from atlas_trainer.spec import JobSpec, LoraSpec, TrainingSpec
 from atlas_trainer.validation import ValidationReport
@@ -24,20 +26,6 @@ _PRECISIONS: dict[int, str] = {
     pb.PRECISION_FP16: "fp16",
 }
 _RUNNERS: dict[int, str] = {pb.RUNNER_LOCAL: "local", pb.RUNNER_KUBERNETES: "kubernetes"}
-_CODE_NUMBERS = {
-    "CANCELLED": 1,
-    "UNKNOWN": 2,
-    "INVALID_ARGUMENT": 3,
-    "NOT_FOUND": 5,
-    "ALREADY_EXISTS": 6,
-    "PERMISSION_DENIED": 7,
-    "RESOURCE_EXHAUSTED": 8,
-    "FAILED_PRECONDITION": 9,
-    "ABORTED": 10,
-    "UNIMPLEMENTED": 12,
-    "INTERNAL": 13,
-    "UNAVAILABLE": 14,
-}
 
 
 def _enum(value: int, names: dict[int, str], field_path: str, unset: str) -> str:
@@ -123,32 +111,10 @@ def mask_mode_from_proto(value: int, field_path: str = "mask_mode") -> str:
     return _enum(value, _MASKS, field_path, "dataset")
 
 
-def _timestamp(seconds: float | None) -> Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1e9))
-    return stamp
-
-
 def job_to_proto(job: Job) -> pb.TrainingJob:
     """A stored training job as the resource the API returns."""
     spec = JobSpec.from_dict(job.spec)
-    status = job_pb2.JobStatus(
-        state=job_state_to_proto(job.state.value),
-        create_time=_timestamp(job.create_time),
-        start_time=_timestamp(job.start_time),
-        end_time=_timestamp(job.end_time),
-        update_time=_timestamp(job.update_time),
-    )
-    if job.error is not None:
-        status.error.CopyFrom(
-            job_pb2.JobError(
-                code=_CODE_NUMBERS.get(job.error.code, 2),
-                message=job.error.message,
-                field_path=job.error.field_path,
-            )
-        )
+    status = job_status_to_proto(job)
     p = job.progress
     return pb.TrainingJob(
         id=job.id,
