@@ -52,6 +52,27 @@ def spec_from_proto(request: pb.CreateEvaluationJobRequest) -> EvalSpec:
     )
 
 
+def spec_to_proto(spec: EvalSpec) -> pb.EvaluationSpec:
+    """The API form of an evaluation spec (the inverse of ``spec_from_proto``)."""
+    p = spec.policy
+    return pb.EvaluationSpec(
+        policy=pb.PolicyConfig(
+            kind=KIND_NUMBERS[p.kind],
+            base_model=p.base_model,
+            adapter_uri=p.adapter_uri,
+            endpoint=p.endpoint,
+            temperature=p.temperature,
+            max_new_tokens=p.max_new_tokens,
+        ),
+        env_ids=spec.env_ids,
+        episodes_per_env=spec.episodes_per_env,
+        seed=spec.seed,
+        max_turns=spec.max_turns,
+        concurrency=spec.concurrency,
+        training_job_id=spec.training_job_id,
+    )
+
+
 def job_to_proto(job: Job) -> pb.EvaluationJob:
     spec = EvalSpec.from_dict(job.spec)
     status = job_status_to_proto(job)
@@ -70,26 +91,10 @@ def job_to_proto(job: Job) -> pb.EvaluationJob:
                 mean_turns=float(e["mean_turns"]),
             )
         )
-    p = spec.policy
     return pb.EvaluationJob(
         id=job.id,
         status=status,
-        spec=pb.EvaluationSpec(
-            policy=pb.PolicyConfig(
-                kind=KIND_NUMBERS[p.kind],
-                base_model=p.base_model,
-                adapter_uri=p.adapter_uri,
-                endpoint=p.endpoint,
-                temperature=p.temperature,
-                max_new_tokens=p.max_new_tokens,
-            ),
-            env_ids=spec.env_ids,
-            episodes_per_env=spec.episodes_per_env,
-            seed=spec.seed,
-            max_turns=spec.max_turns,
-            concurrency=spec.concurrency,
-            training_job_id=spec.training_job_id,
-        ),
+        spec=spec_to_proto(spec),
         output_uri=spec.output_uri,
         episodes_done=int(job.progress.get("episodes_done", 0)),
         episodes_total=int(job.progress.get("episodes_total", 0)),

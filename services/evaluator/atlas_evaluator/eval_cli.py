@@ -9,6 +9,7 @@ adapters (``base=`` is the base model) on the same episodes; ``report.json``, ``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
@@ -117,28 +118,14 @@ def _remote(server: str, spec: Any) -> dict[str, Any]:
     from atlas.errors import FailedPrecondition
     from atlas.evaluator.v1 import evaluator_service_pb2 as pb
     from atlas_evaluator.client import EvaluatorClient
-    from atlas_evaluator.convert import KIND_NUMBERS
+    from atlas_evaluator.convert import spec_to_proto
     from atlas_evaluator.envs.registry import env_spec, members
 
-    p = spec.policy
     # The service refuses max_turns 0; without --max-turns use the longest budget of the suite's envs.
     max_turns = spec.max_turns or max(env_spec(m).max_turns for e in spec.env_ids for m in members(e))
+    p = spec.policy
     request = pb.CreateEvaluationJobRequest(
-        spec=pb.EvaluationSpec(
-            policy=pb.PolicyConfig(
-                kind=KIND_NUMBERS[p.kind],
-                base_model=p.base_model,
-                adapter_uri=p.adapter_uri,
-                endpoint=p.endpoint,
-                temperature=p.temperature,
-                max_new_tokens=p.max_new_tokens,
-            ),
-            env_ids=spec.env_ids,
-            episodes_per_env=spec.episodes_per_env,
-            seed=spec.seed,
-            max_turns=max_turns,
-            concurrency=spec.concurrency,
-        )
+        spec=spec_to_proto(dataclasses.replace(spec, max_turns=max_turns))
     )
     with EvaluatorClient(server) as client:
         job = client.create_evaluation_job(request).job
