@@ -117,3 +117,13 @@ def test_watch_yields_each_change_until_finished(store: JobStore) -> None:
     assert states[0] == (JobState.QUEUED, None)
     assert states[-1][0] is JobState.FAILED
     assert (JobState.RUNNING, 1) in states
+
+
+def test_missing_or_unknown_ids_fail_before_any_work(store: JobStore) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        store.get("")
+    assert caught.value.field_path == "id"
+    with pytest.raises(InvalidArgument):
+        store.cancel("")
+    with pytest.raises(NotFound):
+        store.watch("sel-unknown")  # raised by the call itself, not by the first next()

@@ -249,9 +249,15 @@ class JobStore:
     def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[Job]:
         """Yield the job now and after every change until it finishes (or ``timeout`` passes).
 
-        Changes made through this store instance wake watchers at once; the 1 s poll also
-        picks up changes made by other processes writing the same database file.
+        An unknown id raises NotFound here, before the first item, so a streaming RPC fails
+        with a status instead of an empty stream. Changes made through this store instance wake
+        watchers at once; the 1 s poll also picks up changes made by other processes writing
+        the same database file.
         """
+        self.get(job_id)
+        return self._watch(job_id, timeout)
+
+    def _watch(self, job_id: str, timeout: float | None) -> Iterator[Job]:
         deadline = None if timeout is None else time.monotonic() + timeout
         last_update = -1.0
         while True:
@@ -267,6 +273,8 @@ class JobStore:
                 return
 
     def _get_locked(self, job_id: str) -> Job:
+        if not job_id:
+            raise InvalidArgument("required: the job id", field_path="id")
         row = self._db.execute("SELECT * FROM jobs WHERE id = ? AND kind = ?", (job_id, self.kind)).fetchone()
         if row is None:
             raise NotFound(f"no {self.kind} job with id {job_id!r}", field_path="id")

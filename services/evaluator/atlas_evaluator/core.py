@@ -115,7 +115,7 @@ class EvaluatorCore:
         return job
 
     def get(self, job_id: str) -> Job:
-        return self.store.get(_required_id(job_id))
+        return self.store.get(job_id)
 
     def list_jobs(self, page_size: int, page_token: str, state: str | None) -> tuple[list[Job], str]:
         return self.store.list_jobs(
@@ -123,11 +123,10 @@ class EvaluatorCore:
         )
 
     def watch(self, job_id: str, timeout: float | None = None) -> Iterator[Job]:
-        self.store.get(_required_id(job_id))  # NotFound before the stream starts
         return self.store.watch(job_id, timeout=timeout)
 
     def cancel(self, job_id: str) -> Job:
-        job = self.store.cancel(_required_id(job_id))
+        job = self.store.cancel(job_id)
         event = self._cancel.get(job.id)
         if event is not None:
             event.set()
@@ -327,9 +326,3 @@ def publish(
     with open_text(f"{base}/results.json", "w") as out:
         out.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
-
-
-def _required_id(job_id: str) -> str:
-    if not job_id:
-        raise InvalidArgument("required: the job id", field_path="id")
-    return job_id

@@ -108,7 +108,7 @@ class TrainerCore:
         )
 
     def get(self, job_id: str) -> Job:
-        return self.store.get(_required_id(job_id))
+        return self.store.get(job_id)
 
     def list_jobs(self, page_size: int, page_token: str, state: str | None) -> tuple[list[Job], str]:
         return self.store.list_jobs(
@@ -116,12 +116,11 @@ class TrainerCore:
         )
 
     def watch(self, job_id: str, timeout: float | None = None) -> Iterator[Job]:
-        self.store.get(_required_id(job_id))  # NotFound before the stream starts
         return self.store.watch(job_id, timeout=timeout)
 
     def cancel(self, job_id: str) -> Job:
         """Idempotent: a queued job is cancelled at once, a running one is stopped (SIGTERM)."""
-        job = self.store.cancel(_required_id(job_id))
+        job = self.store.cancel(job_id)
         if job.state is JobState.RUNNING and not self.runner.stop(job_id):
             # No live run here: it ended between the two calls (its thread has recorded or is recording
             # the outcome) or it is not ours. Cancel it unless it has finished meanwhile.
@@ -235,12 +234,6 @@ class TrainerCore:
                     "INTERNAL", f"the training run exited with status {code}; see {job.result.get('log')}"
                 )
             self.store.transition(job_id, JobState.FAILED, error=error)
-
-
-def _required_id(job_id: str) -> str:
-    if not job_id:
-        raise InvalidArgument("required: the job's id", field_path="id")
-    return job_id
 
 
 def _kill_orphan(job: Job) -> None:
