@@ -65,3 +65,48 @@ class Expert(abc.ABC):
     def blunder(self, decision: Decision) -> Blunder | None:
         """A plausible action the env will reject right now, or ``None`` when there is none."""
         return None
+
+
+class GoldPathExpert(Expert):
+    """An expert that follows the env's own gold action sequence and explains each action.
+
+    Subclasses say why an action is taken (:meth:`explain`); this class walks the path, keeps the
+    latest observation for them to read, and opens the first thought with the task in the expert's
+    own words.
+    """
+
+    def __init__(self, env: TextEnv, rng: random.Random) -> None:
+        super().__init__(env, rng)
+        self.gold: list[str] = []
+        self.position = 0
+        self.task = ""
+        self.last_observation = ""
+
+    @abc.abstractmethod
+    def gold_actions(self) -> list[str]:
+        """The env's gold action sequence for the episode just reset."""
+
+    @abc.abstractmethod
+    def explain(self, action: str) -> str:
+        """The thought behind taking ``action`` now."""
+
+    def start(self, reset: ResetResult) -> None:
+        self.gold = self.gold_actions()
+        self.position = 0
+        self.task = reset.task
+        self.last_observation = reset.observation
+
+    def decide(self, last: StepResult | None) -> Decision:
+        if last is not None:
+            self.last_observation = last.observation
+        if self.position >= len(self.gold):
+            raise ExpertGaveUp("gold path ended before the task")
+        action = self.gold[self.position]
+        self.position += 1
+        thought = self.explain(action)
+        if self.position == 1:
+            first = self.task.split(". ")[0].rstrip(".")
+            if first.lower().startswith("your task is to "):
+                first = "My task is to " + first[len("your task is to ") :]
+            thought = self.say.pick(["{t}.", "So: {t}.", "Understood. {t}."], t=first) + " " + thought
+        return Decision(thought, action)

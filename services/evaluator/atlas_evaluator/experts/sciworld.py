@@ -7,41 +7,17 @@ thought quotes the task), devices to use, waiting for a process to finish.
 
 from __future__ import annotations
 
-import random
-
-from atlas_evaluator.envs.base import ResetResult, StepResult
 from atlas_evaluator.envs.sciworld import ScienceWorldEnv
-from atlas_evaluator.experts.base import Blunder, Decision, Expert, ExpertGaveUp
+from atlas_evaluator.experts.base import Blunder, Decision, GoldPathExpert
 
 
-class ScienceWorldExpert(Expert):
+class ScienceWorldExpert(GoldPathExpert):
     env: ScienceWorldEnv
 
-    def __init__(self, env: ScienceWorldEnv, rng: random.Random) -> None:
-        super().__init__(env, rng)
-        self.gold: list[str] = []
-        self.position = 0
-        self.task = ""
+    def gold_actions(self) -> list[str]:
+        return self.env.gold_actions()
 
-    def start(self, reset: ResetResult) -> None:
-        self.gold = self.env.gold_actions()
-        self.position = 0
-        self.task = reset.task
-
-    def decide(self, last: StepResult | None) -> Decision:
-        if self.position >= len(self.gold):
-            raise ExpertGaveUp("gold path ended before the task")
-        action = self.gold[self.position]
-        self.position += 1
-        thought = self._thought(action)
-        if self.position == 1:
-            first = self.task.split(". ")[0].rstrip(".")
-            if first.lower().startswith("your task is to "):
-                first = "My task is to " + first[len("your task is to ") :]
-            thought = self.say.pick(["{t}.", "So: {t}.", "Understood. {t}."], t=first) + " " + thought
-        return Decision(thought, action)
-
-    def _thought(self, action: str) -> str:
+    def explain(self, action: str) -> str:
         say = self.say.pick
         if action == "look around":
             return say(["Let me look around to see what is in this room.", "I'll look around first."])

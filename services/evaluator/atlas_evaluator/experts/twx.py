@@ -7,50 +7,25 @@ container is closed, what it is carrying and which item the next action serves.
 
 from __future__ import annotations
 
-import random
 import re
 
-from atlas_evaluator.envs.base import ResetResult, StepResult
 from atlas_evaluator.envs.twx import TextWorldExpressEnv
-from atlas_evaluator.experts.base import Blunder, Decision, Expert, ExpertGaveUp
+from atlas_evaluator.experts.base import Blunder, Decision, GoldPathExpert
 
 EXIT = re.compile(r"To the (\w+) you see (?:a |an |the )?([^.]+)\.", re.IGNORECASE)
 DIRECTIONS = ("north", "south", "east", "west")
 
 
-class TextWorldExpressExpert(Expert):
+class TextWorldExpressExpert(GoldPathExpert):
     env: TextWorldExpressEnv
 
-    def __init__(self, env: TextWorldExpressEnv, rng: random.Random) -> None:
-        super().__init__(env, rng)
-        self.gold: list[str] = []
-        self.position = 0
-        self.last_observation = ""
-
-    def start(self, reset: ResetResult) -> None:
-        self.gold = self.env.gold_actions()
-        self.position = 0
-        self.last_observation = reset.observation
-
-    def decide(self, last: StepResult | None) -> Decision:
-        if last is not None:
-            self.last_observation = last.observation
-        if self.position >= len(self.gold):
-            raise ExpertGaveUp("gold path ended before the task")
-        action = self.gold[self.position]
-        self.position += 1
-        thought = self._thought(action)
-        if self.position == 1:
-            first = self.env.task.split(". ")[0].rstrip(".")
-            if first.lower().startswith("your task is to "):
-                first = "My task is to " + first[len("your task is to ") :]
-            thought = self.say.pick(["{t}.", "So: {t}.", "Understood. {t}."], t=first) + " " + thought
-        return Decision(thought, action)
+    def gold_actions(self) -> list[str]:
+        return self.env.gold_actions()
 
     def _exits(self) -> dict[str, str]:
         return {d.lower(): place.strip() for d, place in EXIT.findall(self.last_observation)}
 
-    def _thought(self, action: str) -> str:
+    def explain(self, action: str) -> str:
         verb, _, rest = action.partition(" ")
         remaining = len(self.gold) - self.position
         if action == "look around":
