@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         ),
         output_uri=args.out,
         spec=spec,
-        runner=pb.RUNNER_LOCAL,
+        runner=pb.RUNNER_UNSPECIFIED,  # the server's --runner decides: local or kubernetes
     )
     with _client(args.server) as client:
         job = client.create_training_job(request).job

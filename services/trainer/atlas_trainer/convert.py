@@ -103,7 +103,7 @@ def create_request_from_proto(msg: pb.CreateTrainingJobRequest) -> JobSpec:
         dataset_sha256=msg.dataset.sha256,
         output_uri=msg.output_uri,
         training=training_spec_from_proto(msg.spec),
-        runner=_enum(msg.runner, _RUNNERS, "runner", "local"),
+        runner=_enum(msg.runner, _RUNNERS, "runner", ""),  # unset: the service's configured runner
     )
 
 

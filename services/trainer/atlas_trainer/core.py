@@ -3,7 +3,8 @@
 Plain Python, no gRPC. Job state lives in ``<data_dir>/trainer.sqlite`` (``atlas.jobs.JobStore``), so it
 survives a restart. At start, jobs left RUNNING by a service that died are re-queued (they resume from
 their last checkpoint; the run finds it in its output) or, with ``resume_interrupted`` off or after
-``max_attempts`` starts, failed with a message that says so: never left RUNNING forever.
+``max_attempts`` starts, failed with a message that says so: never left RUNNING forever. Runs on
+Kubernetes outlive the service: their jobs stay RUNNING and the runner follows their objects again.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from atlas.errors import AlreadyExists, FailedPrecondition, InvalidArgument, Unimplemented
+from atlas.errors import AlreadyExists, AtlasError, FailedPrecondition, InvalidArgument, Unimplemented
 from atlas.jobs import Job, JobError, JobState, JobStore
 from atlas.storage import StorageOptions, StorageRoots, exists
 from atlas_trainer.config import TrainerConfig
 from atlas_trainer.data import mask_mode
 from atlas_trainer.metrics import TrainerMetrics
-from atlas_trainer.runner import LocalRunner
+from atlas_trainer.runner import LocalRunner, Runner
 from atlas_trainer.sources import load_dataset, load_tokenizer
 from atlas_trainer.spec import JobSpec, check, with_defaults
 from atlas_trainer.validation import ValidationReport, require_ok, validate_trajectories
@@ -53,7 +54,13 @@ class TrainerCore:
         self.roots = StorageRoots(config.effective_storage_roots())
         self.options = StorageOptions(s3_endpoint_url=config.s3_endpoint_url)
         self.metrics = TrainerMetrics(registry, self.store)
-        self.runner = LocalRunner(data_dir / "jobs", self._on_event, self._on_exit)
+        self.runner: Runner
+        if config.runner == "kubernetes":
+            from atlas_trainer.k8s import KubernetesRunner  # the kubernetes client only when it is used
+
+            self.runner = KubernetesRunner(config, self.options, self._on_event, self._on_exit)
+        else:
+            self.runner = LocalRunner(data_dir / "jobs", self._on_event, self._on_exit)
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self.recovered = self._recover()
@@ -65,12 +72,23 @@ class TrainerCore:
     def create(self, job: JobSpec) -> Job:
         """Check the spec, the URIs and the dataset's masks, then queue the job."""
         training = check(with_defaults(job.training))
-        if job.runner != "local":
+        runner = job.runner or self.config.runner
+        if runner != self.config.runner:
             raise Unimplemented(
-                f"runner {job.runner!r} is not available in this build; use local", field_path="runner"
+                f"this trainer runs jobs with the {self.config.runner} runner (its --runner setting); "
+                f"leave runner unset or ask for {self.config.runner}",
+                field_path="runner",
             )
         dataset_uri = self.roots.check(job.dataset_uri, field="dataset.uri")
         output_uri = self.roots.check(job.output_uri, field="output_uri")
+        if runner == "kubernetes":
+            for uri, field_path in ((dataset_uri, "dataset.uri"), (output_uri, "output_uri")):
+                if not uri.startswith("s3://"):
+                    raise InvalidArgument(
+                        f"{uri} is on the trainer's disk, which the training pods cannot see; "
+                        "the kubernetes runner needs object storage (s3://)",
+                        field_path=field_path,
+                    )
         if exists(f"{output_uri.rstrip('/')}/metrics.json", options=self.options):
             raise AlreadyExists(
                 f"{output_uri} holds the results of a finished run; choose a fresh output",
@@ -81,6 +99,7 @@ class TrainerCore:
             dataset_uri=dataset_uri,
             output_uri=output_uri,
             training=training,
+            runner=runner,
             s3_endpoint_url=self.config.s3_endpoint_url,
         )
         report = self.validate(
@@ -131,12 +150,11 @@ class TrainerCore:
         return job
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Service shutdown: stop the runs and put their jobs back in the queue for the next start."""
+        """Service shutdown: stop local runs and re-queue their jobs for the next start; runs on
+        Kubernetes go on, their jobs stay RUNNING and are followed again at the next start."""
         self._stopping.set()
         self._wake.set()
-        for job_id in self.runner.running():
-            self.runner.stop(job_id)
-        self.runner.join(timeout)
+        self.runner.shutdown(timeout)
         self._dispatcher.join(timeout)
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -145,6 +163,9 @@ class TrainerCore:
         recovered = []
         running, _ = self.store.list_jobs(page_size=1000, state=JobState.RUNNING)
         for job in running:
+            if self.runner.reattach(job.id, job.result):
+                log.info("job %s: its run outlived the service restart; following it again", job.id)
+                continue
             _kill_orphan(job)
             attempts = int(job.result.get("attempts", 0))
             if self.config.resume_interrupted and attempts < self.config.max_attempts:
@@ -184,13 +205,19 @@ class TrainerCore:
             return
         spec = dataclasses.replace(JobSpec.from_dict(job.spec), job_id=job.id)
         try:
-            run = self.runner.start(job.id, spec)
-        except OSError as error:
-            self.store.transition(
-                job.id, JobState.FAILED, error=JobError("INTERNAL", f"cannot start: {error}")
+            if spec.runner != self.config.runner:
+                raise FailedPrecondition(
+                    f"the job was created for the {spec.runner} runner; this service now runs "
+                    f"the {self.config.runner} runner"
+                )
+            run = self.runner.start(job.id, spec, attempts)
+        except (OSError, AtlasError) as error:
+            code, message = (
+                (error.code, error.message) if isinstance(error, AtlasError) else ("INTERNAL", str(error))
             )
+            self.store.transition(job.id, JobState.FAILED, error=JobError(code, f"cannot start: {message}"))
             return
-        result = {**job.result, "attempts": attempts, "pid": run.proc.pid, "log": str(run.log_path)}
+        result = {**job.result, "attempts": attempts, **run.result_fields}
         self.store.update(job.id, result=result)
         if self.store.get(job.id).state.finished:  # cancelled while the run was being started
             self.runner.stop(job.id)
@@ -200,6 +227,9 @@ class TrainerCore:
         if kind == "progress":
             self.store.update(job_id, progress={k: event[k] for k in PROGRESS_FIELDS if k in event})
             self.metrics.progress(job_id, event)
+        elif kind == "status":  # the runner's view: e.g. a pod whose image cannot be pulled
+            job = self.store.get(job_id)
+            self.store.update(job_id, result={**job.result, "status_detail": event.get("detail", "")})
         elif kind in ("prepared", "checkpoint", "resumed", "done"):
             job = self.store.get(job_id)
             detail = {k: v for k, v in event.items() if k not in ("event", "time")}
@@ -218,7 +248,7 @@ class TrainerCore:
             return
         if job.cancel_requested:
             self.store.transition(job_id, JobState.CANCELLED)
-        elif self._stopping.is_set():
+        elif self._stopping.is_set() and not self.runner.outlives_service:
             self.store.transition(job_id, JobState.QUEUED)  # resumes at the next start
         elif code == 0:
             self.store.transition(job_id, JobState.SUCCEEDED)

@@ -1,5 +1,7 @@
 """The local runner: one ``python -m atlas_trainer.train`` subprocess per job, its log kept.
 
+``Runner`` is what ``TrainerCore`` asks of a runner; the Kubernetes one is in ``atlas_trainer.k8s``.
+
 The run's stdout is a stream of JSON progress lines; a thread per run copies every line into the
 job's log (``<data_dir>/jobs/<id>/train.log``, stderr goes there too) and hands the events to the
 service. The child watches its parent (``ATLAS_TRAINER_PARENT_PID``) and exits if the service dies,
@@ -16,7 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from atlas_trainer.spec import JobSpec
 
@@ -24,6 +26,36 @@ PARENT_PID_ENV = "ATLAS_TRAINER_PARENT_PID"
 
 EventHandler = Callable[[str, dict[str, Any]], None]
 ExitHandler = Callable[[str, int, dict[str, Any] | None], None]
+
+
+class Run(Protocol):
+    @property
+    def result_fields(self) -> dict[str, Any]:
+        """What the job's result records about this run (where its log or object is)."""
+        ...
+
+
+class Runner(Protocol):
+    """Starts runs and reports their events and exits through the callbacks it was built with."""
+
+    outlives_service: bool
+    """Whether runs go on while the service is down (cluster objects) or stop with it (subprocesses)."""
+
+    def start(self, job_id: str, spec: JobSpec, attempt: int = 1) -> Run: ...
+
+    def running(self) -> list[str]: ...
+
+    def stop(self, job_id: str) -> bool:
+        """Cancel the run of ``job_id``; False if this runner has none."""
+        ...
+
+    def shutdown(self, timeout: float) -> None:
+        """The service is stopping: stop (or let go of) every run."""
+        ...
+
+    def reattach(self, job_id: str, result: dict[str, Any]) -> bool:
+        """At start: follow a run a previous service process started; False if there is none."""
+        ...
 
 
 @dataclass
@@ -34,8 +66,14 @@ class LocalRun:
     last_failure: dict[str, Any] | None = None
     thread: threading.Thread | None = field(default=None, repr=False)
 
+    @property
+    def result_fields(self) -> dict[str, Any]:
+        return {"pid": self.proc.pid, "log": str(self.log_path)}
+
 
 class LocalRunner:
+    outlives_service = False
+
     def __init__(self, jobs_dir: Path, on_event: EventHandler, on_exit: ExitHandler) -> None:
         self.jobs_dir = jobs_dir
         self.on_event = on_event
@@ -46,8 +84,8 @@ class LocalRunner:
     def job_dir(self, job_id: str) -> Path:
         return self.jobs_dir / job_id
 
-    def start(self, job_id: str, spec: JobSpec) -> LocalRun:
-        """Write the job's spec.json and start its run; returns at once."""
+    def start(self, job_id: str, spec: JobSpec, attempt: int = 1) -> LocalRun:
+        """Write the job's spec.json and start its run; returns at once (one log for all attempts)."""
         directory = self.job_dir(job_id)
         directory.mkdir(parents=True, exist_ok=True)
         spec_path = directory / "spec.json"
@@ -84,12 +122,19 @@ class LocalRunner:
             run.proc.terminate()
         return True
 
-    def join(self, timeout: float) -> None:
-        """Wait for every run's follower to finish (after ``stop``)."""
+    def shutdown(self, timeout: float) -> None:
+        """SIGTERM every run and wait for its follower to record the exit."""
         with self._lock:
-            threads = [run.thread for run in self._runs.values() if run.thread is not None]
-        for thread in threads:
-            thread.join(timeout)
+            runs = list(self._runs.values())
+        for run in runs:
+            self.stop(run.job_id)
+        for run in runs:
+            if run.thread is not None:
+                run.thread.join(timeout)
+
+    def reattach(self, job_id: str, result: dict[str, Any]) -> bool:
+        """Never: a local run does not outlive the service that started it (see ``watch_parent``)."""
+        return False
 
     def _follow(self, run: LocalRun) -> None:
         assert run.proc.stdout is not None
@@ -97,7 +142,7 @@ class LocalRunner:
             for line in run.proc.stdout:
                 log.write(line)
                 log.flush()
-                event = _parse(line)
+                event = parse_event(line)
                 if event is None:
                     continue
                 if event.get("event") == "failed":
@@ -112,7 +157,8 @@ class LocalRunner:
         self.on_exit(run.job_id, code, run.last_failure)
 
 
-def _parse(line: str) -> dict[str, Any] | None:
+def parse_event(line: str) -> dict[str, Any] | None:
+    """A progress line of the run (``{"event": ...}``), or None for any other output."""
     if not line.startswith("{"):
         return None
     try:
