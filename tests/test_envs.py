@@ -172,6 +172,26 @@ def test_textcraft_task_by_name_and_seed_is_reproducible() -> None:
     assert named.task == "crafting table" and named.observation.endswith("Goal: craft crafting table.")
 
 
+def test_two_textcraft_envs_in_one_process_keep_their_own_game() -> None:
+    # Each env owns its goal and inventory (only the recipe data is shared), so interleaved episodes
+    # neither see nor complete each other's.
+    a, b = TextCraftEnv(), TextCraftEnv()
+    assert a.reset(task="crafting table").task == "crafting table"
+    assert b.reset(task="stick").task == "stick"
+    assert a.step("get 1 oak logs").observation == "Got 1 oak logs"
+    assert b.step("inventory").observation == "Inventory: You are not carrying anything."
+    assert b.step("get 1 birch logs").observation == "Got 1 birch logs"
+    assert a.step("craft 4 oak planks using 1 oak logs").observation == "Crafted 4 minecraft:oak_planks"
+    assert b.step("craft 4 birch planks using 1 birch logs").observation == "Crafted 4 minecraft:birch_planks"
+    assert a.inventory() == {"oak planks": 4} and b.inventory() == {"birch planks": 4}
+    done_b = b.step("craft 4 stick using 2 birch planks")
+    assert done_b.done and done_b.info["success"]
+    done_a = a.step("craft 1 crafting table using 4 oak planks")
+    assert done_a.done and done_a.info["success"]
+    assert a.inventory() == {"crafting table": 1}
+    assert b.inventory() == {"birch planks": 2, "stick": 4}
+
+
 def test_held_in_and_held_out_splits_do_not_overlap() -> None:
     held_in, held_out = set(goals("held-in")), set(goals("held-out"))
     assert held_in and held_out and not held_in & held_out
@@ -182,7 +202,7 @@ def test_held_in_and_held_out_splits_do_not_overlap() -> None:
     assert "babyai/GoToLocal" in babyai_in and "babyai/SynthLoc" in babyai_out
     assert not babyai_in & babyai_out
     assert all(ENVIRONMENTS[k].held_out for k in babyai_out)
-    for family in ("babyai", "twx", "sciworld"):
+    for family in ("babyai", "twx", "sciworld", "textworld"):
         held_in_ids, held_out_ids = set(AGGREGATES[family]), set(AGGREGATES[f"{family}/held-out"])
         assert held_in_ids and held_out_ids and not held_in_ids & held_out_ids
         family_ids = {k for k, s in ENVIRONMENTS.items() if s.family == family}

@@ -82,6 +82,24 @@ TWX_GAMES: dict[str, str] = {
 TWX_HELD_OUT = ("mapreader", "peckingorder")
 
 
+def _textworld(challenge: str) -> Callable[[], TextEnv]:
+    def make() -> TextEnv:
+        from atlas_evaluator.envs.textworld_env import TextWorldEnv
+
+        return TextWorldEnv(challenge)
+
+    return make
+
+
+def _household(held_out: bool) -> Callable[[], TextEnv]:
+    def make() -> TextEnv:
+        from atlas_evaluator.envs.textworld_household import HouseholdEnv
+
+        return HouseholdEnv(held_out=held_out)
+
+    return make
+
+
 def _sciworld(task: str, held_out: bool) -> Callable[[], TextEnv]:
     def make() -> TextEnv:
         from atlas_evaluator.envs.sciworld import ScienceWorldEnv
@@ -132,6 +150,34 @@ def _build() -> dict[str, EnvSpec]:
         held_out = game in TWX_HELD_OUT
         label = f"held out: {text}" if held_out else text
         specs[f"twx/{game}"] = EnvSpec(f"twx/{game}", "twx", held_out, label, _twx(game), 120)
+    from atlas_evaluator.envs.textworld_games import CHALLENGES  # no textworld import at this point
+
+    for name, challenge in CHALLENGES.items():
+        env_id = f"textworld/{name}"
+        specs[env_id] = EnvSpec(
+            env_id,
+            "textworld",
+            challenge.held_out,
+            challenge.description,
+            _textworld(name),
+            challenge.max_turns,
+        )
+    specs["textworld/household"] = EnvSpec(
+        "textworld/household",
+        "textworld",
+        False,
+        "ALFWorld-style household tasks (PDDL): place, clean, heat",
+        _household(False),
+        50,
+    )
+    specs["textworld/household-cool"] = EnvSpec(
+        "textworld/household-cool",
+        "textworld",
+        True,
+        "held out: ALFWorld-style household tasks that need cooling",
+        _household(True),
+        50,
+    )
     for task in SCIWORLD_TASKS:
         held_out = task in SCIWORLD_HELD_OUT
         text = ("held out: " if held_out else "") + f"ScienceWorld task {task}"
@@ -147,6 +193,8 @@ AGGREGATES: dict[str, tuple[str, ...]] = {
     "babyai/held-out": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "babyai" and s.held_out),
     "sciworld": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "sciworld" and not s.held_out),
     "sciworld/held-out": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "sciworld" and s.held_out),
+    "textworld": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "textworld" and not s.held_out),
+    "textworld/held-out": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "textworld" and s.held_out),
     "twx": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "twx" and not s.held_out),
     "twx/held-out": tuple(k for k, s in ENVIRONMENTS.items() if s.family == "twx" and s.held_out),
 }

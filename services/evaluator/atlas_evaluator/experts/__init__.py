@@ -35,6 +35,18 @@ def expert_for(env: TextEnv, rng: random.Random) -> Expert:
 
         assert isinstance(env, ScienceWorldEnv)
         return ScienceWorldExpert(env, rng)
+    if family == "textworld":
+        from atlas_evaluator.envs.textworld_env import TextWorldEnv
+        from atlas_evaluator.envs.textworld_household import HouseholdEnv
+
+        if isinstance(env, HouseholdEnv):
+            from atlas_evaluator.experts.textworld_household import HouseholdExpert
+
+            return HouseholdExpert(env, rng)
+        from atlas_evaluator.experts.textworld_expert import TextWorldExpert
+
+        assert isinstance(env, TextWorldEnv)
+        return TextWorldExpert(env, rng)
     raise ValueError(f"no expert for env {env.env_id!r}")
 
 
