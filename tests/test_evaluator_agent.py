@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,18 @@ from atlas_evaluator.runner import Runner, plan_suite
 from atlas.data.formats import read_file, write_file
 from atlas.data.model import Role
 from atlas.errors import InvalidArgument
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The tiny model's matrices are too small to split: on a shared 2-core runner, intra-op
+    threads only wait on each other (a batch-1 decode measured 80x slower with 2 threads)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +153,7 @@ def test_transformers_policy_with_peft_adapter(tiny_model_dir: Path, tmp_path: P
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    lora.save_pretrained(tmp_path / "adapter")
+    lora.save_pretrained(str(tmp_path / "adapter"))
     policy = TransformersPolicy(
         tiny_model_dir, adapter_dir=tmp_path / "adapter", generation=GenerationConfig(max_new_tokens=12)
     )

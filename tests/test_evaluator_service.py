@@ -105,7 +105,7 @@ def test_transformers_job_with_peft_adapter_on_babyai_and_textcraft(
 
     adapter = service.data_dir / "adapters" / "a1"
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).save_pretrained(str(adapter))
     policy = pb.PolicyConfig(
         kind=pb.POLICY_KIND_TRANSFORMERS,
         base_model=str(tiny_model_dir),
@@ -217,7 +217,7 @@ def test_atlas_eval_through_the_service_and_comparing_adapters(
 
     adapter = tmp_path / "critical"
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(adapter)
+    get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj"])).save_pretrained(str(adapter))
     local = tmp_path / "local"
     model = ["--model", str(tiny_model_dir), "--max-turns", "1", "--max-new-tokens", "8"]
     runs = ["--run", "base=", "--run", f"critical={adapter}"]

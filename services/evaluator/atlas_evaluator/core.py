@@ -21,6 +21,8 @@ from typing import Any
 
 from atlas.errors import AtlasError, Cancelled, InvalidArgument, NotFound
 from atlas.jobs import Job, JobError, JobState, JobStore
+from atlas.models.smollm2 import MODEL_NAME as SMOLLM2_NAME
+from atlas.models.smollm2 import resolve_model
 from atlas.storage import StorageRoots
 from atlas_evaluator.agent import EpisodeResult
 from atlas_evaluator.envs.registry import ENVIRONMENTS, EnvSpec
@@ -153,7 +155,11 @@ class EvaluatorCore:
             raise InvalidArgument(
                 "required: the server's http(s) base URL", field_path="spec.policy.endpoint"
             )
-        if p.kind == "transformers" and not (Path(p.base_model) / "config.json").is_file():
+        if (
+            p.kind == "transformers"
+            and p.base_model != SMOLLM2_NAME  # pulled (cached) by the worker, see build_policy
+            and not (Path(p.base_model) / "config.json").is_file()
+        ):
             raise NotFound(
                 f"no model at {p.base_model!r} (config.json missing)", field_path="spec.policy.base_model"
             )
@@ -285,7 +291,10 @@ def build_policy(spec: PolicySpec, scratch: Path) -> Policy:
         adapter_dir = scratch / "adapter"
         download_tree(spec.adapter_uri, adapter_dir)
     return TransformersPolicy(
-        spec.base_model, adapter_dir=adapter_dir, generation=generation, adapter_uri=spec.adapter_uri
+        resolve_model(spec.base_model),
+        adapter_dir=adapter_dir,
+        generation=generation,
+        adapter_uri=spec.adapter_uri,
     )
 
 

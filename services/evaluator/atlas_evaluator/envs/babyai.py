@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+import threading
 from typing import Any
 
 from atlas_evaluator.envs.babyai_view import NOT_RECOGNIZED, View, observe
@@ -30,6 +31,7 @@ INSTRUCTION = (
     "Action:\n<Your Action>"
 )
 COMPLETED = "The task is completed."
+_QUIET_LOCK = threading.Lock()
 DEFAULT_MAX_STEPS = 64
 
 
@@ -70,7 +72,9 @@ class BabyAIEnv(TextEnv):
 
     def reset(self, seed: int = 0, task: str | None = None) -> ResetResult:
         # Level generation prints "Sampling rejected ..." on stdout; keep stdout clean for pipes.
-        with contextlib.redirect_stdout(io.StringIO()):
+        # redirect_stdout swaps the process-wide sys.stdout: resets on parallel threads take turns,
+        # or one could restore another's dropped buffer and silence the process.
+        with _QUIET_LOCK, contextlib.redirect_stdout(io.StringIO()):
             self._gym.reset(seed=seed)
         self._steps, self._done, self._score = 0, False, 0.0
         # AgentGym rewrites sequence words so the goal reads as one conjunction.

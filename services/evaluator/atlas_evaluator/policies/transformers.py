@@ -1,8 +1,9 @@
 """In-process policy: a causal LM (plus an optional peft adapter) with batched, left-padded generation.
 
 All conversations of a runner round are rendered with the tokenizer's chat template (the training
-template) and generated in one ``model.generate`` call; left padding keeps every prompt's last token
-next to its first generated one. A chat that no longer fits ``max_context`` (prompt plus
+template) and decoded together as one left-padded batch (``decoding.decode``); each episode keeps its
+KV cache between turns, so a turn only runs the new observation through the model, and a row that
+ends its turn leaves the batch at once. A chat that no longer fits ``max_context`` (prompt plus
 ``max_new_tokens``) is not generated: its reply says ``context_exceeded`` and the episode stops.
 """
 
@@ -11,10 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atlas.errors import InvalidArgument
 from atlas_evaluator.policies.base import GenerationConfig, Policy, PolicyReply, PolicyRequest
+
+if TYPE_CHECKING:
+    from atlas_evaluator.policies.decoding import Session
 
 
 class TransformersPolicy(Policy):
@@ -31,9 +35,13 @@ class TransformersPolicy(Policy):
         max_context: int | None = None,
         max_batch_size: int = 64,
         adapter_uri: str = "",
+        reuse_cache: bool = True,
+        num_threads: int = 0,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from atlas_evaluator.policies.decoding import Sampler
 
         model_path = Path(model_dir)
         if not (model_path / "config.json").is_file():
@@ -64,8 +72,19 @@ class TransformersPolicy(Policy):
         self.model = model
         limit = getattr(model.config, "max_position_embeddings", None) or 4096
         self.max_context = min(max_context or limit, limit)
-        self._generator = torch.Generator().manual_seed(self.generation.seed)
+        if num_threads > 0:
+            # On a small, busy CPU box more intra-op threads than free cores make every small op
+            # wait on a barrier; one thread per policy is often fastest there.
+            torch.set_num_threads(num_threads)
         torch.manual_seed(self.generation.seed)
+        g = self.generation
+        self._sampler = Sampler(g.temperature, g.top_p, torch.Generator().manual_seed(g.seed))
+        self.reuse_cache = reuse_cache
+        self.max_sessions = 4 * max_batch_size
+        self._sessions: dict[str, Session] = {}
+        stops = model.generation_config.eos_token_id if model.generation_config is not None else None
+        stops = stops if isinstance(stops, list) else [stops]
+        self._stop_ids = {int(t) for t in [*stops, self.tokenizer.eos_token_id] if t is not None}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -96,41 +115,48 @@ class TransformersPolicy(Policy):
                 todo.append(i)
         for start in range(0, len(todo), self.max_batch_size):
             chunk = todo[start : start + self.max_batch_size]
-            for i, reply in zip(chunk, self._generate_batch([prompts[i] for i in chunk]), strict=True):
+            batch = self._generate_batch([requests[i].episode_id for i in chunk], [prompts[i] for i in chunk])
+            for i, reply in zip(chunk, batch, strict=True):
                 replies[i] = reply
         return [r for r in replies if r is not None]
 
-    def _generate_batch(self, prompts: list[list[int]]) -> list[PolicyReply]:
+    def end(self, episode_id: str) -> None:
+        self._sessions.pop(episode_id, None)
+
+    def _generate_batch(self, episode_ids: list[str], prompts: list[list[int]]) -> list[PolicyReply]:
         import torch
 
-        width = max(len(p) for p in prompts)
-        pad = int(self.tokenizer.pad_token_id)
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], dtype=torch.long)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
-        g = self.generation
-        kwargs: dict[str, Any] = {"max_new_tokens": g.max_new_tokens, "pad_token_id": pad}
-        if g.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=g.temperature, top_p=g.top_p, top_k=0)
+        from atlas_evaluator.policies.decoding import decode
+
+        sessions = [self._sessions.pop(e, None) if self.reuse_cache else None for e in episode_ids]
         started = time.perf_counter()
         with torch.inference_mode():
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+            decoded = decode(
+                self.model,
+                prompts,
+                sessions,
+                max_new_tokens=self.generation.max_new_tokens,
+                stop_ids=self._stop_ids,
+                sampler=self._sampler,
+            )
         seconds = time.perf_counter() - started
-        new = output[:, width:]
         replies = []
-        eos = self.tokenizer.eos_token_id
-        for p, row in zip(prompts, new.tolist(), strict=True):
-            tokens = [t for t in row if t != pad]
-            if eos in tokens:
-                tokens = tokens[: tokens.index(eos)]
-            text = str(self.tokenizer.decode(tokens, skip_special_tokens=True))
+        for episode_id, p, row in zip(episode_ids, prompts, decoded, strict=True):
+            if self.reuse_cache:
+                self._sessions[episode_id] = row.session
+                while len(self._sessions) > self.max_sessions:  # episodes never ended: drop the oldest
+                    self._sessions.pop(next(iter(self._sessions)))
+            text = str(self.tokenizer.decode(row.tokens, skip_special_tokens=True))
             replies.append(
                 PolicyReply(
                     text.strip(),
                     prompt_tokens=len(p),
-                    completion_tokens=len(tokens),
-                    info={"batch_size": len(prompts), "batch_seconds": seconds},
+                    completion_tokens=len(row.tokens),
+                    info={
+                        "batch_size": len(prompts),
+                        "batch_seconds": seconds,
+                        "reused_prompt_tokens": row.reused_tokens,
+                    },
                 )
             )
         return replies

@@ -1,0 +1,237 @@
+"""Batched decoding with a KV cache kept per episode across turns, for the transformers policy.
+
+Why not ``model.generate`` on the whole re-rendered chat each turn: an episode's prompt at turn *t*
+is its prompt at turn *t-1* plus the reply and one observation, so re-encoding the whole chat every
+turn makes the cost of a turn grow with the conversation (most of the time of a 6-turn BabyAI
+episode went to re-prefilling the chat), and ``generate`` keeps finished rows of a batch decoding
+until the last row stops. Here:
+
+1. each row's prompt is compared with the tokens its episode's cache already holds (the chat template
+   renders earlier turns identically, so the common prefix is everything but the new observation);
+   only the new suffix is run through the model, one row at a time and without padding (the fast
+   causal attention path; prefill is compute bound, batching it buys nothing);
+2. the rows' caches are left-padded into one batch cache and decoded together, one token per step
+   for all rows, with explicit positions and an attention mask that hides the padding;
+3. a row that produces an end-of-turn token (or reaches ``max_new_tokens``) leaves the batch at once,
+   its cache slice saved for its episode's next turn.
+
+Greedy decoding gives the same tokens as decoding the row alone (padding is masked out exactly, up
+to float rounding); sampling uses one ``torch.Generator`` seeded from the policy seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(slots=True)
+class Session:
+    """What the model has already seen of one episode: token ids and their per-layer (keys, values),
+    each of shape ``(1, kv_heads, len(ids), head_dim)``."""
+
+    ids: list[int]
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(slots=True)
+class Decoded:
+    """One row's result: generated tokens (end-of-turn token excluded) and the cache to keep."""
+
+    tokens: list[int]
+    session: Session
+    reused_tokens: int  # prompt tokens whose keys/values came from the episode's previous turn
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _cache(layers: list[tuple[torch.Tensor, torch.Tensor]] | None) -> Any:
+    from transformers import DynamicCache
+
+    return DynamicCache(ddp_cache_data=layers) if layers else DynamicCache()
+
+
+def _batch_cache(layers: list[tuple[torch.Tensor, torch.Tensor]], capacity: int) -> Any:
+    """A cache whose layers append in place (``DynamicCache`` copies the whole cache every token)."""
+    from transformers.cache_utils import Cache, DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def __init__(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+            super().__init__()
+            b, h, n, d = keys.shape
+            self._k = keys.new_empty((b, h, max(capacity, n), d))
+            self._v = values.new_empty((b, h, max(capacity, n), values.shape[-1]))
+            self._k[:, :, :n] = keys
+            self._v[:, :, :n] = values
+            self._n = n
+            self.dtype, self.device, self.is_initialized = keys.dtype, keys.device, True
+            self._view()
+
+        def _view(self) -> None:
+            self.keys, self.values = self._k[:, :, : self._n], self._v[:, :, : self._n]
+
+        def update(
+            self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            m = key_states.shape[-2]
+            if self._n + m > self._k.shape[-2]:  # more tokens than planned: grow once, by doubling
+                self._k = torch.cat([self._k, torch.empty_like(self._k)], dim=-2)
+                self._v = torch.cat([self._v, torch.empty_like(self._v)], dim=-2)
+            self._k[:, :, self._n : self._n + m] = key_states
+            self._v[:, :, self._n : self._n + m] = value_states
+            self._n += m
+            self._view()
+            return self._k[:, :, : self._n], self._v[:, :, : self._n]
+
+        def batch_select_indices(self, indices: torch.Tensor) -> None:
+            self._k, self._v = self._k[indices], self._v[indices]
+            self._view()
+
+    return Cache(layers=[GrowingLayer(k, v) for k, v in layers])
+
+
+def _layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+class Sampler:
+    """Greedy (``temperature == 0``) or temperature/top-p sampling from a seeded generator."""
+
+    def __init__(self, temperature: float, top_p: float, generator: torch.Generator) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = generator
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` (rows, vocab) -> next token per row (rows,)."""
+        if self.temperature == 0:
+            return logits.argmax(dim=-1)
+        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        if self.top_p < 1:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            # Keep the smallest set whose mass reaches top_p (the first token always stays).
+            drop = sorted_probs.cumsum(dim=-1) - sorted_probs >= self.top_p
+            sorted_probs = sorted_probs.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(-1)
+
+
+def _prefill(model: Any, prompt: list[int], session: Session | None) -> tuple[torch.Tensor, Any, int]:
+    """Run the part of ``prompt`` the session has not seen; returns (last logits, cache, reused)."""
+    reused = common_prefix(session.ids, prompt) if session is not None else 0
+    reused = min(reused, len(prompt) - 1)  # at least one token must run, for the next-token logits
+    layers = None
+    if session is not None and reused > 0:
+        layers = [(k[:, :, :reused], v[:, :, :reused]) for k, v in session.layers]
+    cache = _cache(layers)
+    out = model(
+        input_ids=torch.tensor([prompt[reused:]], dtype=torch.long),
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out.logits[0, -1], out.past_key_values, reused
+
+
+def decode(
+    model: Any,
+    prompts: Sequence[list[int]],
+    sessions: Sequence[Session | None],
+    *,
+    max_new_tokens: int,
+    stop_ids: set[int],
+    sampler: Sampler,
+) -> list[Decoded]:
+    """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill."""
+    rows = len(prompts)
+    lengths = [len(p) for p in prompts]
+    first_logits = []
+    row_layers = []
+    reused = []
+    for prompt, session in zip(prompts, sessions, strict=True):
+        logits, cache, n = _prefill(model, prompt, session)
+        first_logits.append(logits)
+        row_layers.append(_layers(cache))
+        reused.append(n)
+    tokens: list[list[int]] = [[int(t)] for t in sampler(torch.stack(first_logits)).tolist()]
+    results: list[Decoded | None] = [None] * rows
+
+    def finish(row: int, layers: list[tuple[torch.Tensor, torch.Tensor]], fed: int) -> None:
+        """``fed`` generated tokens of ``row`` went through the model (their keys are in ``layers``)."""
+        generated = tokens[row]
+        kept = generated[:-1] if generated[-1] in stop_ids else generated
+        session = Session(list(prompts[row]) + generated[:fed], layers)
+        results[row] = Decoded(kept, session, reused[row])
+
+    def done(row: int) -> bool:
+        return tokens[row][-1] in stop_ids or len(tokens[row]) >= max_new_tokens
+
+    active = [r for r in range(rows) if not done(r)]
+    for r in range(rows):
+        if r not in active:
+            finish(r, row_layers[r], 0)
+    if not active:
+        return [r for r in results if r is not None]
+
+    # One left-padded batch cache for the rows still generating.
+    width = max(lengths[r] for r in active)
+
+    def pad(t: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t, (0, 0, width - n, 0)) if n < width else t
+
+    batch = _batch_cache(
+        [
+            (
+                torch.cat([pad(row_layers[r][i][0], lengths[r]) for r in active]),
+                torch.cat([pad(row_layers[r][i][1], lengths[r]) for r in active]),
+            )
+            for i in range(len(row_layers[active[0]]))
+        ],
+        width + max_new_tokens,
+    )
+    row_layers.clear()
+    mask = torch.tensor([[0] * (width - lengths[r]) + [1] * lengths[r] for r in active], dtype=torch.long)
+    step = 0
+    while active:
+        step += 1
+        ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long)
+        positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=batch,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        batch = out.past_key_values
+        for r, token in zip(active, sampler(out.logits[:, -1]).tolist(), strict=True):
+            tokens[r].append(int(token))
+        keep = []
+        for j, r in enumerate(active):
+            if not done(r):
+                keep.append(j)
+                continue
+            start = width - lengths[r]
+            # Copies, so the session does not keep the whole batch cache alive.
+            layers = [
+                (k[j : j + 1, :, start:].clone(), v[j : j + 1, :, start:].clone()) for k, v in _layers(batch)
+            ]
+            finish(r, layers, step)
+        if len(keep) < len(active):
+            index = torch.tensor(keep, dtype=torch.long)
+            active = [active[j] for j in keep]
+            if active:
+                batch.batch_select_indices(index)
+                mask = mask[index]
+    return [r for r in results if r is not None]
