@@ -77,6 +77,23 @@ class ServerConfig:
         "", "Endpoint of the S3-protocol server for s3:// URIs; empty means the AWS defaults."
     )
     log_level: str = setting("INFO", "Logging level: DEBUG, INFO, WARNING or ERROR.")
+    tls_cert_file: str = setting(
+        "",
+        "PEM certificate (chain) of the gRPC port; with tls_key_file it switches the port to TLS. "
+        "Files, so a Kubernetes TLS Secret can be mounted. Empty: plaintext.",
+    )
+    tls_key_file: str = setting("", "PEM private key that goes with tls_cert_file.")
+    auth_token_file: str = setting(
+        "",
+        "File of accepted bearer tokens, one per line (two lines while rotating). When set, every call "
+        "except the gRPC health service needs the metadata 'authorization: Bearer <token>', else "
+        "UNAUTHENTICATED. Empty: no token needed.",
+    )
+    health_port: int = setting(
+        -1,
+        "Extra plaintext port serving only the gRPC health service, for kubelet gRPC probes, which "
+        "speak neither TLS nor tokens; -1 disables it, 0 picks a free one.",
+    )
 
     @classmethod
     def env_var(cls, name: str) -> str:
@@ -113,9 +130,34 @@ class ServerConfig:
                 StorageRoots(self.effective_storage_roots())
             except AtlasError as exc:
                 problems.append(f"storage_roots: {exc.message}")
+        problems.extend(self._security_problems())
         if self.log_level.upper() not in LOG_LEVELS:
             problems.append(f"log_level: {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         return problems
+
+    def _security_problems(self) -> list[str]:
+        """TLS and token files are read at start, so a missing Secret mount fails the first start."""
+        problems = []
+        if not -1 <= self.health_port <= 65535:
+            problems.append(f"health_port: {self.health_port} is not in -1..65535")
+        elif self.health_port > 0 and self.health_port in (self.port, self.metrics_port):
+            problems.append(f"health_port: {self.health_port} is already the gRPC or metrics port")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            problems.append("tls_cert_file: tls_cert_file and tls_key_file must be set together")
+        for name in ("tls_cert_file", "tls_key_file", "auth_token_file"):
+            path = getattr(self, name)
+            if path and not os.path.isfile(path):
+                problems.append(f"{name}: {path} is not a readable file")
+        if self.auth_token_file and os.path.isfile(self.auth_token_file) and not self.auth_tokens():
+            problems.append(f"auth_token_file: {self.auth_token_file} holds no token")
+        return problems
+
+    def auth_tokens(self) -> list[str]:
+        """The accepted bearer tokens (non-empty lines of auth_token_file); empty when auth is off."""
+        if not self.auth_token_file:
+            return []
+        with open(self.auth_token_file, encoding="utf-8") as lines:
+            return [line.strip() for line in lines if line.strip()]
 
     def apply_logging(self) -> None:
         logging.basicConfig(
