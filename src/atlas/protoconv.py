@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import code_pb2
 
@@ -58,20 +59,23 @@ _JOB_STATE_FROM_PROTO: dict[int, str] = {value: name for name, value in _JOB_STA
 
 
 def trajectory_to_proto(trajectory: Trajectory) -> trajectory_pb2.Trajectory:
-    """A domain Trajectory as its proto; an unstated train flag stays unset (proto3 ``optional``)."""
-    return trajectory_pb2.Trajectory(
-        id=trajectory.id,
-        source_env=trajectory.source_env,
-        task=trajectory.task,
-        messages=[
-            trajectory_pb2.Message(role=_ROLE_TO_PROTO[m.role], content=m.content)
-            if m.train is None
-            else trajectory_pb2.Message(role=_ROLE_TO_PROTO[m.role], content=m.content, train=m.train)
-            for m in trajectory.messages
-        ],
-        metadata=trajectory.metadata,
-        labels=[step_label_to_proto(label) for label in trajectory.labels],
+    """A domain Trajectory as its proto; an unstated train flag stays unset (proto3 ``optional``).
+
+    Messages are appended with ``messages.add(...)``: on the upb runtime that is about twice as fast as
+    building each ``Message`` and passing the list, and clients convert every trajectory they send.
+    """
+    msg = trajectory_pb2.Trajectory(
+        id=trajectory.id, source_env=trajectory.source_env, task=trajectory.task, metadata=trajectory.metadata
     )
+    add, roles = msg.messages.add, _ROLE_TO_PROTO
+    for m in trajectory.messages:
+        if m.train is None:
+            add(role=roles[m.role], content=m.content)
+        else:
+            add(role=roles[m.role], content=m.content, train=m.train)
+    if trajectory.labels:
+        add_step_labels(msg.labels, trajectory.labels)
+    return msg
 
 
 def trajectory_from_proto(msg: trajectory_pb2.Trajectory, field_path: str = "trajectory") -> Trajectory:
@@ -82,21 +86,24 @@ def trajectory_from_proto(msg: trajectory_pb2.Trajectory, field_path: str = "tra
     """
     if not msg.id:
         raise InvalidArgument("a trajectory needs a non-empty id", field_path=f"{field_path}.id")
-    messages = []
-    for i, m in enumerate(msg.messages):
-        role = _ROLE_FROM_PROTO.get(m.role)
-        if role is None:
+    roles, has_train = _ROLE_FROM_PROTO, trajectory_pb2.Message.HasField
+    # The hot path of every selection request: read each upb field once (attribute reads dominate),
+    # then check the plain Python objects.
+    messages = [
+        Message(roles.get(m.role), m.content, m.train if has_train(m, "train") else None)  # type: ignore[arg-type]
+        for m in msg.messages
+    ]
+    for i, message in enumerate(messages):
+        if message.role is None:
             raise InvalidArgument(
-                f"role must be one of {', '.join(r.name for r in Role)}, got {m.role}",
+                f"role must be one of {', '.join(r.name for r in Role)}, got {msg.messages[i].role}",
                 field_path=f"{field_path}.messages[{i}].role",
             )
-        train = m.train if m.HasField("train") else None
-        if train is True and role is not Role.ASSISTANT:
+        if message.train is True and message.role is not Role.ASSISTANT:
             raise InvalidArgument(
-                f"only assistant turns may have train=true, this is a {role.value} turn",
+                f"only assistant turns may have train=true, this is a {message.role.value} turn",
                 field_path=f"{field_path}.messages[{i}].train",
             )
-        messages.append(Message(role, m.content, train))
     trajectory = Trajectory(
         id=msg.id,
         messages=messages,
@@ -121,9 +128,32 @@ def trajectories_from_proto(
 def step_label_to_proto(label: StepLabel) -> trajectory_pb2.StepLabel:
     return trajectory_pb2.StepLabel(
         step_index=label.step_index,
-        criteria=[_CRITERION_TO_PROTO[Criterion(c)] for c in label.criteria],
+        criteria=[_criterion_to_proto(c) for c in label.criteria],
         rationale=label.rationale,
     )
+
+
+def add_step_labels(
+    field: RepeatedCompositeFieldContainer[trajectory_pb2.StepLabel], labels: Iterable[StepLabel]
+) -> None:
+    """Append ``labels`` to a repeated StepLabel field, built in place with ``add(...)``.
+
+    Cheaper than a temporary message per label copied in; a selection response carries a few labels
+    for each of thousands of trajectories.
+    """
+    add = field.add
+    for label in labels:
+        add(
+            step_index=label.step_index,
+            criteria=[_criterion_to_proto(c) for c in label.criteria],
+            rationale=label.rationale,
+        )
+
+
+def _criterion_to_proto(criterion: Criterion | str) -> trajectory_pb2.Criterion:
+    # A StrEnum hashes like its value, so plain strings hit the dict too; Criterion() names a bad one.
+    value = _CRITERION_TO_PROTO.get(criterion)  # type: ignore[arg-type]
+    return value if value is not None else _CRITERION_TO_PROTO[Criterion(criterion)]
 
 
 def step_label_from_proto(msg: trajectory_pb2.StepLabel, field_path: str = "label") -> StepLabel:

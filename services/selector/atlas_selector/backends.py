@@ -16,7 +16,7 @@ from atlas_selector.contract import ProposedLabel
 from atlas_selector.rules import RulesBackend
 
 if TYPE_CHECKING:
-    from atlas_selector.judge.http import JudgeCall, JudgeSettings
+    from atlas_selector.judge.common import JudgeSettings
 
 BACKEND_NAMES = ("rules", "random", "all", "none_critical", "vllm")
 
@@ -82,11 +82,13 @@ def make_backend(
     name: str,
     complement_of: str = "",
     judge: JudgeSettings | None = None,
-    on_judge_call: Callable[[JudgeCall], None] | None = None,
+    build_judge: Callable[[JudgeSettings], Backend] | None = None,
 ) -> Backend:
     """The backend called ``name``; InvalidArgument (field ``config.backend``) for an unknown one.
 
     ``vllm`` needs ``judge`` (the server's judge settings); without one it is FailedPrecondition.
+    ``build_judge`` makes the judge backend from them (the Selector's, which keeps one in-process
+    engine); without it an HTTP judge is built.
     """
     simple: dict[str, Backend] = {"rules": RulesBackend(), "random": RandomBackend(), "all": AllBackend()}
     if name in simple:
@@ -107,14 +109,17 @@ def make_backend(
             raise InvalidArgument(
                 "complement_of is only for backend none_critical", field_path="config.complement_of"
             )
-        if judge is None or not judge.url:
+        if judge is None or not judge.configured:
             raise FailedPrecondition(
-                "backend 'vllm' needs a judge server: start the selector with --judge-url and --judge-model",
+                "backend 'vllm' needs a judge: start the selector with --judge-url and --judge-model "
+                "(a judge server), or --judge-transport inprocess and --judge-model (load it here)",
                 field_path="config.backend",
             )
+        if build_judge is not None:
+            return build_judge(judge)
         from atlas_selector.judge.http import HttpJudge
 
-        return HttpJudge(judge, on_judge_call)
+        return HttpJudge(judge)
     raise InvalidArgument(
         f"unknown backend {name!r}; expected one of {', '.join(BACKEND_NAMES)}", field_path="config.backend"
     )

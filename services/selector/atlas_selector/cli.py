@@ -50,27 +50,42 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--complement-of", default="", help="base backend of none_critical (default rules)")
     parser.add_argument("--judge-url", default="", help="OpenAI-compatible judge server for --backend vllm")
-    parser.add_argument("--judge-model", default="", help="model the judge server serves")
+    parser.add_argument(
+        "--judge-model", default="", help="model the judge server serves (inprocess: the model to load)"
+    )
+    parser.add_argument(
+        "--judge-transport",
+        default="http",
+        choices=("http", "inprocess"),
+        help="inprocess: load --judge-model with vllm.LLM here (needs vllm)",
+    )
+    parser.add_argument(
+        "--judge-engine-args", default="{}", help="inprocess: JSON of extra vllm.LLM arguments"
+    )
     parser.add_argument("--judge-max-tokens", type=int, default=512)
     parser.add_argument("--judge-max-context-tokens", type=int, default=4096)
-    parser.add_argument("--judge-concurrency", type=int, default=16)
+    parser.add_argument("--judge-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--judge-windows", action="store_true", help="judge over-long trajectories in windows of steps"
+    )
 
 
 def _selector(args: argparse.Namespace) -> Any:
     """A local Selector with the judge settings from the flags (the vllm backend's server)."""
-    from atlas_selector.judge.http import JudgeSettings
+    from atlas_selector.judge.common import JudgeSettings, parse_engine_args
     from atlas_selector.selector import Selector
 
-    judge = None
-    if args.judge_url:
-        judge = JudgeSettings(
-            args.judge_url,
-            args.judge_model,
-            max_tokens=args.judge_max_tokens,
-            max_context_tokens=args.judge_max_context_tokens,
-            concurrency=args.judge_concurrency,
-        )
-    return Selector(judge=judge)
+    judge = JudgeSettings(
+        args.judge_url,
+        args.judge_model,
+        max_tokens=args.judge_max_tokens,
+        max_context_tokens=args.judge_max_context_tokens,
+        concurrency=args.judge_concurrency,
+        transport=args.judge_transport,
+        windows=args.judge_windows,
+        engine_args=parse_engine_args(args.judge_engine_args, "--judge-engine-args"),
+    )
+    return Selector(judge=judge if judge.configured else None)
 
 
 def cmd_select(args: argparse.Namespace) -> int:

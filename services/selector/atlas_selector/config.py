@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from atlas.config import ServerConfig, setting
-from atlas_selector.judge.http import JudgeSettings
+from atlas.errors import InvalidArgument
+from atlas_selector.judge.common import TRANSPORTS, JudgeSettings, parse_engine_args
 
 
 @dataclass
@@ -33,6 +34,16 @@ class SelectorConfig(ServerConfig):
         2, "Threads selecting for one stream; above 1 results may come back out of order."
     )
     job_workers: int = setting(1, "Selection jobs run at once; the rest wait QUEUED.")
+    judge_transport: str = setting(
+        "http",
+        "How the vllm backend reaches its judge: http (an OpenAI-compatible server at judge_url) or "
+        "inprocess (vllm.LLM loads judge_model into this process; needs the vllm package).",
+    )
+    judge_engine_args: str = setting(
+        "{}",
+        "For judge_transport inprocess: a JSON object of extra vllm.LLM arguments, e.g. "
+        '\'{"dtype": "float32", "structured_outputs_config": {"backend": "xgrammar"}}\'.',
+    )
     judge_url: str = setting(
         "",
         "Base URL of an OpenAI-compatible judge server for backend vllm (e.g. http://127.0.0.1:8000/v1); "
@@ -48,9 +59,19 @@ class SelectorConfig(ServerConfig):
         512, "Most tokens of one judge answer; an answer cut off fails its trajectory."
     )
     judge_max_context_tokens: int = setting(
-        4096, "The judge's context window; a longer trajectory fails alone instead of being sent."
+        4096,
+        "The judge's context window; a longer trajectory fails alone instead of being sent (or see "
+        "judge_windows).",
     )
-    judge_concurrency: int = setting(16, "Judge requests in flight at once per batch.")
+    judge_windows: bool = setting(
+        False,
+        "Show a trajectory too long for judge_max_context_tokens to the judge in windows of consecutive "
+        "steps (each with its share of the cap, answers merged by rank) instead of failing it.",
+    )
+    judge_concurrency: int = setting(
+        64,
+        "Judge requests in flight at once per batch (vLLM batches them; its throughput comes from there).",
+    )
     judge_timeout_s: float = setting(120.0, "Deadline of one judge request, in seconds.")
 
     def validate(self) -> list[str]:
@@ -71,14 +92,20 @@ class SelectorConfig(ServerConfig):
             problems.append(f"judge_api: {self.judge_api!r} is not vllm or openai")
         if self.judge_url and not self.judge_model:
             problems.append("judge_model: required with judge_url")
+        if self.judge_transport not in TRANSPORTS:
+            problems.append(f"judge_transport: {self.judge_transport!r} is not one of {TRANSPORTS}")
+        if self.judge_transport == "inprocess" and self.judge_url:
+            problems.append("judge_url: not used with judge_transport inprocess (judge_model is loaded here)")
+        try:
+            parse_engine_args(self.judge_engine_args)
+        except InvalidArgument as error:
+            problems.append(f"judge_engine_args: {error.message}")
         if self.judge_timeout_s <= 0:
             problems.append(f"judge_timeout_s: must be positive, got {self.judge_timeout_s}")
         return problems
 
     def judge_settings(self) -> JudgeSettings | None:
-        if not self.judge_url:
-            return None
-        return JudgeSettings(
+        settings = JudgeSettings(
             url=self.judge_url,
             model=self.judge_model,
             api=self.judge_api,
@@ -86,4 +113,8 @@ class SelectorConfig(ServerConfig):
             max_context_tokens=self.judge_max_context_tokens,
             concurrency=self.judge_concurrency,
             timeout_s=self.judge_timeout_s,
+            transport=self.judge_transport,
+            windows=self.judge_windows,
+            engine_args=parse_engine_args(self.judge_engine_args),
         )
+        return settings if settings.configured else None

@@ -10,11 +10,11 @@ from atlas.data.model import Trajectory
 from atlas.errors import AtlasError, InvalidArgument
 from atlas.jobs import Job
 from atlas.protoconv import (
+    add_step_labels,
     dataset_format_from_proto,
     dataset_format_to_proto,
     job_status_to_proto,
     status_code_number,
-    step_label_to_proto,
     trajectory_from_proto,
     trajectory_to_proto,
 )
@@ -68,11 +68,9 @@ def job_error_to_proto(error: AtlasError) -> job_pb2.JobError:
 
 def result_to_proto(outcome: Outcome, prompt_version: str = "") -> pb.SelectionResult:
     result = pb.SelectionResult(
-        trajectory_id=outcome.trajectory_id,
-        labels=[step_label_to_proto(label) for label in outcome.labels],
-        step_count=outcome.step_count,
-        prompt_version=prompt_version,
+        trajectory_id=outcome.trajectory_id, step_count=outcome.step_count, prompt_version=prompt_version
     )
+    add_step_labels(result.labels, outcome.labels)
     if outcome.error is not None:
         result.error.CopyFrom(job_error_to_proto(outcome.error))
     elif outcome.masked is not None:

@@ -7,6 +7,7 @@ only a request that is wrong as a whole (its options, its size) raises.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -18,7 +19,8 @@ from atlas_selector.backends import Backend, make_backend
 from atlas_selector.contract import enforce, label_cap
 
 if TYPE_CHECKING:
-    from atlas_selector.judge.http import JudgeCall, JudgeSettings
+    from atlas_selector.judge.common import JudgeCall, JudgeSettings
+    from atlas_selector.judge.engine import EngineJudge
 
 DEFAULT_MAX_RATIO = 0.3
 
@@ -88,6 +90,37 @@ class Selector:
         self.observer = observer
         self.judge = judge
         self.on_judge_call = on_judge_call
+        self._engine: EngineJudge | None = None
+        self._engine_lock = threading.Lock()
+
+    def judge_backend(self, settings: JudgeSettings) -> Backend:
+        """The ``vllm`` backend for ``settings``: a new HTTP judge, or the one in-process engine.
+
+        The engine loads its model once (the first call, or the server's start) and serves every
+        request after; a request cannot switch it to another model (``config.model``).
+        """
+        if settings.transport != "inprocess":
+            from atlas_selector.judge.http import HttpJudge
+
+            return HttpJudge(settings, self.on_judge_call)
+        loaded = self.judge.model if self.judge is not None else settings.model
+        if settings.model != loaded:
+            raise InvalidArgument(
+                f"the in-process judge serves {loaded!r} only; leave config.model empty or name it",
+                field_path="config.model",
+            )
+        with self._engine_lock:
+            if self._engine is None:
+                from atlas_selector.judge.engine import EngineJudge
+
+                self._engine = EngineJudge(settings, self.on_judge_call)
+            return self._engine
+
+    def close(self) -> None:
+        """Stop the in-process judge engine's thread, if one was started."""
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
 
     def resolve(self, options: SelectionOptions) -> Resolved:
         """Check the options as a whole; InvalidArgument with a ``config.*`` field path if they are wrong."""
@@ -95,7 +128,7 @@ class Selector:
         judge = self.judge
         if judge is not None and options.model:
             judge = replace(judge, model=options.model)
-        backend = make_backend(name, options.complement_of, judge, self.on_judge_call)
+        backend = make_backend(name, options.complement_of, judge, self.judge_backend)
         ratio = options.max_ratio or (1.0 if name == "all" else DEFAULT_MAX_RATIO)
         if not 0.0 < ratio <= 1.0:  # also rejects NaN
             raise InvalidArgument(f"must be in (0, 1], got {ratio}", field_path="config.max_ratio")

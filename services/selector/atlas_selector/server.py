@@ -31,16 +31,20 @@ def create_server(
     """Start the selector on the configured ports; returns the server and its bound gRPC port.
 
     Job state lives in ``<data_dir>/selector.sqlite``; jobs a previous process left RUNNING are
-    re-queued before the server takes calls.
+    re-queued before the server takes calls. With ``judge_transport inprocess`` the judge model is
+    loaded here, before the server takes calls.
     """
     registry = registry or new_registry()
     metrics = SelectorMetrics(registry)
+    judge = config.judge_settings()
     selector = Selector(
         Limits(config.max_batch_trajectories, config.max_message_chars),
         observer=metrics,
-        judge=config.judge_settings(),
+        judge=judge,
         on_judge_call=metrics.judge_call,
     )
+    if judge is not None and judge.transport == "inprocess":
+        selector.judge_backend(judge)  # load the model now: fail at start, not on the first request
     store = JobStore(os.path.join(config.data_dir, "selector.sqlite"), JOB_KIND)
 
     def count_jobs(counts: dict[str, int]) -> None:
@@ -68,6 +72,7 @@ def create_server(
         registry=registry,
     )
     server.on_stop.append(jobs.stop)
+    server.on_stop.append(selector.close)
     return server, server.port
 
 

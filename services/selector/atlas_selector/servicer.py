@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
@@ -53,6 +55,9 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         self, request_iterator: Iterator[pb.StreamSelectStepsRequest], context: grpc.ServicerContext
     ) -> Iterator[pb.StreamSelectStepsResponse]:
         state: dict[str, Resolved] = {}
+        # A CPU-bound backend (rules...) gains nothing from two workers under the GIL, only thread
+        # switches: its batches take turns. A judge (``concurrency`` > 1) waits on I/O, so they overlap.
+        cpu_turn = threading.Lock()
 
         def prepare(
             request: pb.StreamSelectStepsRequest,
@@ -66,7 +71,10 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
             self.selector.check_batch(len(trajectories))
 
             def work() -> pb.StreamSelectStepsResponse:
-                return pb.StreamSelectStepsResponse(results=self._select(trajectories, resolved, labels_only))
+                overlap = getattr(resolved.backend, "concurrency", 1) > 1
+                with contextlib.nullcontext() if overlap else cpu_turn:
+                    results = self._select(trajectories, resolved, labels_only)
+                return pb.StreamSelectStepsResponse(results=results)
 
             return max(1, len(trajectories)), work
 

@@ -1,5 +1,6 @@
 """The LLM judge backend (``vllm``): prompt, per-trajectory JSON schema, answer parsing, transports.
 
-Only the HTTP transport (any OpenAI-compatible server: ``vllm serve``, or GPT-4o as in the paper) is
-built; the in-process ``vllm.LLM`` transport is not. Nothing here imports vLLM.
+``common`` holds what every transport shares (settings, the request, reading the answer); ``http``
+talks to any OpenAI-compatible server (``vllm serve``, or GPT-4o as in the paper); ``engine`` runs
+``vllm.LLM`` in this process. Only ``engine`` imports vLLM, and only when an engine is built.
 """

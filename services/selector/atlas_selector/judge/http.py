@@ -9,111 +9,61 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from atlas.data.model import Trajectory
-from atlas.errors import FailedPrecondition, Unavailable
-from atlas_selector.contract import ContractViolation, ProposedLabel
-from atlas_selector.judge.prompt import PROMPT_VERSION, render
-from atlas_selector.judge.schema import answer_schema, parse_answer
+from atlas.errors import Unavailable
+from atlas_selector.judge.common import (
+    CHARS_PER_TOKEN,
+    Completion,
+    Judge,
+    JudgeCall,
+    JudgeRefused,
+    JudgeRequest,
+    JudgeSettings,
+    TooLongForJudge,
+)
 
-CHARS_PER_TOKEN = 4  # a cheap, generous estimate: the server's own count is the final word
-
-
-@dataclass(frozen=True)
-class JudgeSettings:
-    url: str  # base URL, e.g. http://127.0.0.1:8000/v1
-    model: str
-    api: str = "vllm"  # "vllm": structured_outputs; "openai": response_format json_schema
-    max_tokens: int = 512
-    max_context_tokens: int = 4096
-    concurrency: int = 16
-    timeout_s: float = 120.0
-    api_key_env: str = "OPENAI_API_KEY"
-
-
-@dataclass(frozen=True)
-class JudgeCall:
-    """What one request cost, for the judge latency and token metrics."""
-
-    seconds: float
-    prompt_tokens: int
-    completion_tokens: int
-    outcome: str  # "ok", "cut_off", "refused", "unavailable", "bad_answer"
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "HttpJudge",
+    "JudgeCall",
+    "JudgeRefused",
+    "JudgeSettings",
+    "TooLongForJudge",
+    "request_body",
+]
 
 
-class TooLongForJudge(FailedPrecondition):
-    """The trajectory does not fit the judge's context window (a per-trajectory error)."""
-
-
-class JudgeRefused(FailedPrecondition):
-    """The judge server refused the request (HTTP 400: prompt over its context, schema it cannot compile)."""
-
-
-class HttpJudge:
-    name = "vllm"
-    prompt_version = PROMPT_VERSION
-
-    def __init__(self, settings: JudgeSettings, on_call: Callable[[JudgeCall], None] | None = None) -> None:
-        self.settings = settings
-        self.concurrency = settings.concurrency
-        self.on_call = on_call or (lambda _call: None)
-
-    def propose(self, trajectory: Trajectory, cap: int, seed: int) -> list[ProposedLabel]:
-        minimum = 1 if cap else 0
-        messages = render(trajectory, cap, minimum)
-        prompt_chars = sum(len(m["content"]) for m in messages)
-        budget = self.settings.max_context_tokens - self.settings.max_tokens
-        if prompt_chars / CHARS_PER_TOKEN > budget:
-            raise TooLongForJudge(
-                f"about {prompt_chars // CHARS_PER_TOKEN} prompt tokens; the judge's context leaves {budget} "
-                f"({self.settings.max_context_tokens} minus {self.settings.max_tokens} for the answer)"
-            )
-        schema = answer_schema(trajectory.step_count, cap, minimum)
-        body: dict[str, Any] = {
-            "model": self.settings.model,
-            "messages": messages,
-            "max_tokens": self.settings.max_tokens,
-            "temperature": 0.0,
-            "seed": seed,
+def request_body(request: JudgeRequest, settings: JudgeSettings) -> dict[str, Any]:
+    """The chat-completions body of one judge request (also what bench/selector_vllm.py sends raw)."""
+    body: dict[str, Any] = {
+        "model": settings.model,
+        "messages": request.messages,
+        "max_tokens": request.max_tokens,
+        "temperature": 0.0,
+        "seed": request.seed,
+    }
+    if settings.api == "vllm":
+        body["structured_outputs"] = {"json": request.schema}
+    else:
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "critical_steps", "schema": request.schema, "strict": True},
         }
-        if self.settings.api == "vllm":
-            body["structured_outputs"] = {"json": schema}
-        else:
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "critical_steps", "schema": schema, "strict": True},
-            }
-        reply = self._post(body)
+    return body
+
+
+class HttpJudge(Judge):
+    def complete(self, request: JudgeRequest) -> Completion:
+        reply = self._post(request_body(request, self.settings))
         choice = reply["choices"][0]
         usage = reply.get("usage") or {}
-        finish = choice.get("finish_reason")
-        text = (choice.get("message") or {}).get("content") or ""
-        if finish != "stop":
-            self._report(reply, "cut_off")
-            raise ContractViolation(
-                f"the judge's answer was cut off (finish_reason={finish!r} after "
-                f"{usage.get('completion_tokens', '?')} tokens); raise judge_max_tokens"
-            )
-        try:
-            proposals = parse_answer(text)
-        except ContractViolation:
-            self._report(reply, "bad_answer")
-            raise
-        self._report(reply, "ok")
-        return proposals
-
-    def _report(self, reply: dict[str, Any], outcome: str) -> None:
-        usage = reply.get("usage") or {}
-        self.on_call(
-            JudgeCall(
-                reply.get("_seconds", 0.0),
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-                outcome,
-            )
+        return Completion(
+            text=(choice.get("message") or {}).get("content") or "",
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            seconds=reply["_seconds"],
         )
 
     def _post(self, body: dict[str, Any]) -> dict[str, Any]:

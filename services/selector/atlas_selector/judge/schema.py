@@ -14,7 +14,9 @@ MAX_RATIONALE_CHARS = 100
 # schema with it; the repair rule removes duplicate criteria instead.
 
 
-def answer_schema(step_count: int, cap: int, minimum: int) -> dict[str, Any]:
+def answer_schema(step_count: int, cap: int, minimum: int, steps: range | None = None) -> dict[str, Any]:
+    """The answer's schema: ``minimum`` to ``cap`` labels naming steps of ``steps`` (default: all)."""
+    valid = steps if steps is not None else range(step_count)
     return {
         "type": "object",
         "properties": {
@@ -25,7 +27,7 @@ def answer_schema(step_count: int, cap: int, minimum: int) -> dict[str, Any]:
                 "items": {
                     "type": "object",
                     "properties": {
-                        "step": {"type": "integer", "enum": list(range(step_count))},
+                        "step": {"type": "integer", "enum": list(valid)},
                         "criteria": {
                             "type": "array",
                             "minItems": 1,
