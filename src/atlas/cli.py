@@ -32,6 +32,8 @@ SERVICE_CLI_MODULES = (
     "atlas_trainer.cli",
     "atlas_evaluator.cli",
     "atlas_evaluator.eval_cli",
+    "atlas.loop.cli",
+    "atlas.experiment.cli",
 )
 TRAJECTORY_FORMATS = ("agentgym", "openai", "axolotl", "sharegpt")
 
