@@ -12,7 +12,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 EXTRAS ?= dev,selector,trainer,evaluator,household,tokenize,models
 
-.PHONY: demo test install system-deps vllm-env lint lint-protos protos typecheck pytest lock clean help
+.PHONY: demo test install system-deps vllm-env lint lint-protos protos typecheck pytest experiment-smoke lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -69,6 +69,9 @@ lint-protos: $(BUF)
 
 typecheck: $(STAMP)  ## mypy on the shared package and the services
 	$(PY) -m mypy
+
+experiment-smoke: $(STAMP)  ## the paper's ablation harness end to end on the tiny model (minutes)
+	$(VENV)/bin/atlas experiment --config experiments/smoke.yaml --out atlas-data/experiments/smoke --fresh
 
 pytest: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
