@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, start_process, stop_process, wait_until
+from atlas.loop.judge_server import start_judge_server
 
 ROOT = Path(__file__).resolve().parent.parent
 VLLM_PYTHON = Path(os.environ.get("ATLAS_VLLM_PYTHON", ROOT / ".venv-vllm" / "bin" / "python"))
@@ -48,53 +47,19 @@ class VllmServer:
             return str(reply.read().decode())
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as reply:
-            return bool(reply.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def start_vllm(
     model_dir: Path, log_path: Path, *, served_name: str = "tiny", extra_args: tuple[str, ...] = ()
 ) -> tuple[subprocess.Popen[bytes], VllmServer]:
-    """Start `vllm serve` on a free port; returns (process, VllmServer) once /health answers."""
+    """Start `vllm serve` on a free port (atlas.loop.judge_server, the fleet's one way to start vLLM);
+    returns (process, VllmServer) once /health answers."""
     if not VLLM_PYTHON.exists():
         raise RuntimeError(f"{VLLM_PYTHON} not found: run `make vllm-env` (make test does it)")
-    port = free_port()
-    args = [
-        str(VLLM_PYTHON),
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--served-model-name",
-        served_name,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-model-len",
-        "2048",
-        "--dtype",
-        "float32",
-        "--structured-outputs-config",
-        '{"backend":"xgrammar","disable_any_whitespace":true}',
-        *extra_args,
-    ]
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
-    proc = start_process(args, log_path, env=env)
-    try:
-        wait_until(
-            lambda: _healthy(f"http://127.0.0.1:{port}/health"),
-            STARTUP_TIMEOUT_S,
-            proc,
-            log_path,
-            interval=1.0,
-            what="vLLM /health",
-        )
-    except BaseException:
-        stop_process(proc)
-        raise
-    return proc, VllmServer(f"http://127.0.0.1:{port}/v1", served_name, log_path)
+    server = start_judge_server(
+        model_dir,
+        log_path,
+        python=VLLM_PYTHON,
+        served_name=served_name,
+        timeout=STARTUP_TIMEOUT_S,
+        extra_args=extra_args,
+    )
+    return server.process, VllmServer(server.base_url, served_name, log_path)

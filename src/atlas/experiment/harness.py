@@ -196,8 +196,8 @@ class Experiment:
 
     @contextmanager
     def _fleet(self, needs_judge: bool) -> Iterator[Fleet]:
-        from atlas.experiment.judge import JudgeServer
         from atlas.loop.fleet import Fleet
+        from atlas.loop.judge_server import start_judge_server
 
         with ExitStack() as stack:
             selector_args = ["--storage-roots", str(self.out)]
@@ -208,19 +208,19 @@ class Experiment:
                 if not python.is_absolute():
                     python = Path.cwd() / python
                 self.log(f"starting the vLLM judge ({judge_model}); this takes a minute or two on a CPU")
-                judge = JudgeServer(
-                    python,
-                    judge_model,
+                judge = start_judge_server(
+                    Path(judge_model),
                     self.out / "fleet" / "logs" / "judge.log",
+                    python=python,
                     max_model_len=judge_cfg.max_context_tokens,
-                    startup_timeout_s=judge_cfg.startup_timeout_s,
+                    timeout=judge_cfg.startup_timeout_s,
                 )
                 stack.enter_context(judge)
                 selector_args += [
                     "--judge-url",
                     judge.base_url,
                     "--judge-model",
-                    "judge",
+                    judge.model,
                     "--judge-max-tokens",
                     str(judge_cfg.max_tokens),
                     "--judge-max-context-tokens",

@@ -14,6 +14,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,14 @@ class JudgeServer:
     model: str
     log_path: Path
 
+    def __enter__(self) -> JudgeServer:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
     def stop(self, grace: float = 20.0) -> None:
+        """SIGTERM the server's process group, SIGKILL after ``grace`` seconds; idempotent."""
         import signal
 
         if self.process.poll() is None:
@@ -68,10 +76,18 @@ def start_judge_server(
     served_name: str = "judge",
     max_model_len: int = 2048,
     timeout: float = STARTUP_TIMEOUT_S,
+    extra_args: Sequence[str] = (),
 ) -> JudgeServer:
-    """Start ``vllm serve`` for ``model_dir`` on a free loopback port; return once /health answers."""
+    """Start ``vllm serve`` for ``model_dir`` on a free loopback port; return once /health answers.
+
+    The one place the fleet starts vLLM: the demo's judge, the experiment harness's judge, the tests'
+    and benches' servers (``extra_args`` adds e.g. ``--enable-lora --lora-modules NAME=DIR``).
+    """
     if not python.exists():
-        raise FailedPrecondition(f"{python} not found: create the vLLM virtualenv with `make vllm-env`")
+        raise FailedPrecondition(
+            f"{python} not found: create the vLLM virtualenv with `make vllm-env`",
+            field_path="judge.python",
+        )
     port = _free_port()
     args = [
         str(python),
@@ -91,6 +107,7 @@ def start_judge_server(
         "float32",
         "--structured-outputs-config",
         '{"backend":"xgrammar","disable_any_whitespace":true}',
+        *extra_args,
     ]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
