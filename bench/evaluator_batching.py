@@ -35,6 +35,8 @@ def main() -> int:
     parser.add_argument("--base-url", default="")
     parser.add_argument("--model", default="", help="model dir (transformers) or served name (openai)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument("--hidden-size", type=int, default=64, help="width of the tiny model built when no --model")
+    parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model built when no --model")
     args = parser.parse_args()
 
     from atlas_evaluator.policies.base import GenerationConfig, Policy
@@ -53,7 +55,7 @@ def main() -> int:
     else:
         from atlas_evaluator.policies.transformers import TransformersPolicy
 
-        model_dir = Path(args.model) if args.model else _tiny_model()
+        model_dir = Path(args.model) if args.model else _tiny_model(args.hidden_size, args.layers)
         policy = TransformersPolicy(model_dir, generation=generation, num_threads=args.threads)
     print(f"policy={args.policy} threads={args.threads} max_new_tokens={args.max_new_tokens}", flush=True)
     specs = plan_suite([args.env], args.episodes, seed=0, max_turns=args.max_turns)
@@ -86,10 +88,11 @@ def main() -> int:
     return 0
 
 
-def _tiny_model() -> Path:
+def _tiny_model(hidden_size: int = 64, layers: int = 2) -> Path:
     from atlas.models.tiny import build_tiny_model
 
-    return build_tiny_model(Path(tempfile.mkdtemp(prefix="tiny-")))
+    out = Path(tempfile.mkdtemp(prefix="tiny-"))
+    return build_tiny_model(out, hidden_size=hidden_size, num_layers=layers)
 
 
 def _start_vllm(model: str) -> tuple[Any, str, str]:

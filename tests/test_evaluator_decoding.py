@@ -104,6 +104,27 @@ def test_policy_keeps_a_cache_per_episode_and_drops_it_at_the_end(tiny_model_dir
     assert policy._sessions == {}
 
 
+def test_a_new_episode_starts_from_a_shared_instruction_prefix(tiny_model_dir: Path) -> None:
+    from atlas_evaluator.policies.transformers import TransformersPolicy
+
+    instruction = {"role": "user", "content": "You are in a grid world. Reply with Thought: ... Action: ..."}
+    goals = ["Your goal: go to the red ball", "Your goal: pick up the blue key"]
+    generation = GenerationConfig(max_new_tokens=6)
+    shared = TransformersPolicy(tiny_model_dir, generation=generation)
+    fresh = TransformersPolicy(tiny_model_dir, generation=generation, reuse_cache=False)
+    replies = []
+    for episode, goal in enumerate(goals):
+        chat = [instruction, {"role": "assistant", "content": "OK."}, {"role": "user", "content": goal}]
+        [reply] = shared.generate([PolicyRequest(f"e{episode}", chat)])
+        shared.end(f"e{episode}")
+        [alone] = fresh.generate([PolicyRequest(f"e{episode}", chat)])
+        assert reply.text == alone.text  # reusing another episode's keys/values changes nothing
+        replies.append(reply)
+    assert replies[0].info["reused_prompt_tokens"] == 0
+    # The second episode's first turn reused the instruction the first episode's cache holds.
+    assert 16 <= replies[1].info["reused_prompt_tokens"] < replies[1].prompt_tokens
+
+
 def test_sampling_is_reproducible_from_the_seed(model: Any) -> None:
     prompts = _prompts((8, 12))
 

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from atlas_evaluator.policies.decoding import Session
 
 
+MAX_SHARED_PREFIXES = 4  # first-turn caches kept for new episodes to start from
+
+
 class TransformersPolicy(Policy):
     """``TransformersPolicy(model_dir, adapter_dir=None, generation=GenerationConfig())``."""
 
@@ -82,6 +85,9 @@ class TransformersPolicy(Policy):
         self.reuse_cache = reuse_cache
         self.max_sessions = 4 * max_batch_size
         self._sessions: dict[str, Session] = {}
+        # First-turn caches of recent episodes: a new episode of the same env starts with the same
+        # instruction, so its first prefill reuses that shared prefix (vLLM's prefix caching, in small).
+        self._prefixes: list[Session] = []
         stops = model.generation_config.eos_token_id if model.generation_config is not None else None
         stops = stops if isinstance(stops, list) else [stops]
         self._stop_ids = {int(t) for t in [*stops, self.tokenizer.eos_token_id] if t is not None}
@@ -123,12 +129,34 @@ class TransformersPolicy(Policy):
     def end(self, episode_id: str) -> None:
         self._sessions.pop(episode_id, None)
 
+    def _shared_prefix(self, prompt: list[int]) -> Session | None:
+        """The remembered first-turn cache sharing the longest prefix with ``prompt`` (>= 16 tokens).
+
+        Reading it is safe: decoding slices and copies cached keys/values, never writes into them.
+        """
+        from atlas_evaluator.policies.decoding import common_prefix
+
+        best, length = None, 15
+        for session in self._prefixes:
+            n = common_prefix(session.ids, prompt)
+            if n > length:
+                best, length = session, n
+        return best
+
+    def _remember_prefix(self, session: Session) -> None:
+        self._prefixes.append(session)
+        del self._prefixes[:-MAX_SHARED_PREFIXES]
+
     def _generate_batch(self, episode_ids: list[str], prompts: list[list[int]]) -> list[PolicyReply]:
         import torch
 
         from atlas_evaluator.policies.decoding import decode
 
-        sessions = [self._sessions.pop(e, None) if self.reuse_cache else None for e in episode_ids]
+        own = [self._sessions.pop(e, None) if self.reuse_cache else None for e in episode_ids]
+        sessions = [
+            s if s is not None or not self.reuse_cache else self._shared_prefix(p)
+            for s, p in zip(own, prompts, strict=True)
+        ]
         started = time.perf_counter()
         with torch.inference_mode():
             decoded = decode(
@@ -141,8 +169,10 @@ class TransformersPolicy(Policy):
             )
         seconds = time.perf_counter() - started
         replies = []
-        for episode_id, p, row in zip(episode_ids, prompts, decoded, strict=True):
+        for episode_id, p, row, had in zip(episode_ids, prompts, decoded, own, strict=True):
             if self.reuse_cache:
+                if had is None:
+                    self._remember_prefix(row.session)
                 self._sessions[episode_id] = row.session
                 while len(self._sessions) > self.max_sessions:  # episodes never ended: drop the oldest
                     self._sessions.pop(next(iter(self._sessions)))
