@@ -122,3 +122,21 @@ def test_trl_export_supervises_only_critical_turns(tmp_path: Path) -> None:
         == "Thought:\nThe goal is the red ball, and I can already see it 2 steps ahead "
         "and 2 to my right. The plan is to walk straight to it.\n\nAction:\ngo to red ball 1<|im_end|>"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "server"),
+    [
+        (["jobs", "list", "--server", "h:1"], "h:1"),
+        (["jobs", "--server", "h:2", "list"], "h:2"),
+        (["jobs", "get", "tra-1", "--server", "h:3"], "h:3"),
+        (["jobs", "list"], None),
+    ],
+)
+def test_jobs_takes_server_before_or_after_the_action(argv: list[str], server: str | None) -> None:
+    """A new user typed `atlas jobs list --server X`; both positions must work."""
+    from atlas_trainer.cli import DEFAULT_SERVER
+
+    from atlas.cli import build_parser
+
+    assert build_parser().parse_args(argv).server == (server or DEFAULT_SERVER)

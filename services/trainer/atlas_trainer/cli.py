@@ -66,6 +66,9 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--page-size", type=int, default=50)
     listing.add_argument("--page-token", default="")
     listing.set_defaults(func=cmd_jobs_list)
+    # `atlas jobs list --server X` works as well as `atlas jobs --server X list` (SUPPRESS keeps the
+    # value given before the action when none is given after it).
+    listing.add_argument("--server", default=argparse.SUPPRESS, help="trainer HOST:PORT")
     for name, handler, text in (
         ("get", cmd_jobs_get, "print one job as JSON"),
         ("watch", cmd_jobs_watch, "follow a job with a progress bar until it ends"),
@@ -73,6 +76,7 @@ def register(subparsers: Any) -> None:
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("id")
+        action.add_argument("--server", default=argparse.SUPPRESS, help="trainer HOST:PORT")
         action.set_defaults(func=handler)
 
 
