@@ -35,8 +35,8 @@ def main() -> int:
     parser.add_argument("--base-url", default="")
     parser.add_argument("--model", default="", help="model dir (transformers) or served name (openai)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
-    parser.add_argument("--hidden-size", type=int, default=64, help="width of the tiny model built when no --model")
-    parser.add_argument("--layers", type=int, default=2, help="layers of the tiny model built when no --model")
+    parser.add_argument("--hidden-size", type=int, default=64, help="tiny model width (without --model)")
+    parser.add_argument("--layers", type=int, default=2, help="tiny model layers (without --model)")
     args = parser.parse_args()
 
     from atlas_evaluator.policies.base import GenerationConfig, Policy
