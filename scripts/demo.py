@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,6 +112,8 @@ class Printer:
         self.last = ""
 
     def __call__(self, event: StageEvent) -> None:
+        if INTERRUPTED.is_set():  # inside the stage's try: its job is cancelled on the way out
+            raise KeyboardInterrupt
         line = event.line()
         if line == self.last:
             return
@@ -130,7 +133,14 @@ def banner(index: int, total: int, title: str) -> None:
     print(f"\n==> [{index}/{total}] {title}", flush=True)
 
 
-def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+# Set by Ctrl-C / SIGTERM. The handler raises KeyboardInterrupt at once; the progress callback raises it
+# again at the next event, in case the first one landed where a library swallowed it (seen once in CI:
+# a SIGINT during the first watch event of a training job was lost and the demo ran to the end).
+INTERRUPTED = threading.Event()
+
+
+def on_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    INTERRUPTED.set()
     raise KeyboardInterrupt  # one clean-up path for Ctrl-C and SIGTERM
 
 
@@ -153,7 +163,8 @@ def main() -> int:
     if selector_backend not in ("rules", "vllm"):
         raise SystemExit(f"DEMO_SELECTOR must be rules or vllm, got {selector_backend!r}")
     preset = PRESETS[model_name]
-    signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGTERM, on_interrupt)
+    signal.signal(signal.SIGINT, on_interrupt)
     started = time.monotonic()
     if OUT != DEFAULT_OUT and OUT.is_dir() and any(OUT.iterdir()) and not (OUT / MARKER).exists():
         raise SystemExit(f"DEMO_OUT={OUT} is not empty and not an earlier demo's output; not clearing it")
@@ -289,7 +300,7 @@ def main() -> int:
             print("  services stopped: " + ", ".join(f"{n} exit {c}" for n, c in codes.items()), flush=True)
         if judge is not None:
             judge.stop()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, on_interrupt)
 
     banner(9, total, "report")
     wall = time.monotonic() - started
