@@ -14,7 +14,6 @@ processes (``envs/process.py``), one per env, so their parallel steps never shar
 from __future__ import annotations
 
 import contextlib
-import sys
 import threading
 import time
 from collections import defaultdict, deque
@@ -174,15 +173,9 @@ class Runner:
                     # Envs are built here, one at a time (first imports are not thread-safe); resets run
                     # on the pool.
                     envs = [self._env(spec.env_id) for spec in fresh]
-                    stdout = sys.stdout
-                    try:
-                        starts = pool.map if workers > 1 else map
-                        active.extend(starts(self._start, fresh, envs))
-                    finally:
-                        # BabyAI silences level generation with contextlib.redirect_stdout, which is
-                        # process-wide: resets racing on the pool can restore it in the wrong order
-                        # and leave sys.stdout pointing at a dropped StringIO (all later output lost).
-                        sys.stdout = stdout
+                    # (BabyAI's reset redirects the process-wide stdout; it serialises that itself.)
+                    starts = pool.map if workers > 1 else map
+                    active.extend(starts(self._start, fresh, envs))
                     self.stats.env_seconds += time.perf_counter() - t0
                     waiting = [loop for loop in active if not loop.finished]
                     if waiting:
