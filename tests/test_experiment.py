@@ -112,6 +112,24 @@ def test_resume_refuses_a_different_config_and_fresh_refuses_a_foreign_directory
     assert (foreign / "keep.txt").exists()
 
 
+def test_seed_free_selections_run_once_and_seeded_ones_per_seed(tmp_path: Path) -> None:
+    from atlas.experiment.harness import RunKey, write_json_atomic
+
+    config = parse_config({**_smoke_raw(), "seeds": [0, 1, 2]}, "seeds.yaml")
+    exp = Experiment(config, tmp_path / "exp")
+    exp.prepare()
+    done = {"job_id": "sel-1", "output_uri": "/x/selected", "seconds": 42.0, "stage": "selection"}
+    for condition in ("critical_rules", "random", "non_critical"):
+        write_json_atomic(exp.run_dir(RunKey(condition, 0)) / "stages.json", {"selection": done})
+    shared = exp._shared_selection(RunKey("critical_rules", 2))
+    assert shared is not None
+    assert shared["job_id"] == "sel-1" and shared["output_uri"] == "/x/selected"
+    assert shared["shared_from"] == "critical_rules/seed-0" and shared["seconds"] == 0.0  # no double count
+    assert exp._shared_selection(RunKey("random", 1)) is None  # seeded: its own draw
+    assert exp._shared_selection(RunKey("non_critical", 1)) is None
+    assert exp._shared_selection(RunKey("critical_vllm", 1)) is None  # nothing to share yet
+
+
 # -- statistics (hand-computed values) -----------------------------------------------------------
 
 

@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 
 Log = Callable[[str], None]
 MARKER = "experiment.json"
+# Selection backends whose output does not depend on the seed (rules is deterministic; the judge
+# decodes greedily, temperature 0). Their selection runs once per condition and every seed trains on
+# it, so seeds vary only training, as in the paper; random and none_critical draw with the seed.
+SEED_FREE_BACKENDS = frozenset({"rules", "vllm"})
 PROGRESS_EVERY_S = 10.0
 
 
@@ -179,7 +183,11 @@ class Experiment:
         if todo:
             base_model = self.resolve_model(self.config.base_model, "base_model")
             judged = [
-                k for k in todo if k.condition == "critical_vllm" and "selection" not in self._stages(k)
+                k
+                for k in todo
+                if k.condition == "critical_vllm"
+                and "selection" not in self._stages(k)
+                and self._shared_selection(k) is None
             ]
             if judged:
                 # The judge is needed for these selections only: a fleet with it does them first,
@@ -286,6 +294,12 @@ class Experiment:
 
         backend = CONDITIONS[key.condition][0]
         assert backend is not None
+        shared = self._shared_selection(key)
+        if shared is not None and "selection" not in self._stages(key):
+            stages = self._stages(key)
+            stages["selection"] = shared
+            write_json_atomic(self.run_dir(key) / "stages.json", stages)
+            self.log(f"[{key.name}]  selection: seed-independent, reusing {shared['shared_from']}")
         out = self.run_dir(key) / "selected"
         return self._stage(
             key,
@@ -302,6 +316,20 @@ class Experiment:
                 progress=progress,
             ),
         )
+
+    def _shared_selection(self, key: RunKey) -> dict[str, Any] | None:
+        """Another seed's finished selection of this condition, when the backend ignores the seed."""
+        if CONDITIONS[key.condition][0] not in SEED_FREE_BACKENDS:
+            return None
+        for seed in self.config.seeds:
+            other = RunKey(key.condition, seed)
+            if seed == key.seed:
+                continue
+            record = self._stages(other).get("selection")
+            if record is not None:
+                # It cost this run nothing: the time stays with the run that did it (no double count).
+                return {**record, "seconds": 0.0, "shared_from": record.get("shared_from") or other.name}
+        return None
 
     def _run_one(self, fleet: Fleet, key: RunKey, base_model: Path, experts: dict[str, Any]) -> None:
         from atlas.loop.stages import run_evaluation, run_training
