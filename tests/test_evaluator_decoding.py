@@ -136,3 +136,18 @@ def test_sampling_is_reproducible_from_the_seed(model: Any) -> None:
 
     assert sample(5) == sample(5)
     assert sample(5) != sample(6)
+
+
+def test_policy_device_names_are_checked() -> None:
+    from atlas.errors import InvalidArgument
+    from atlas_evaluator.policies.transformers import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(InvalidArgument, match="unknown device 'gpu'") as bad:
+        resolve_device("gpu")
+    assert bad.value.field_path == "policy_device"
+    if not torch.cuda.is_available():
+        with pytest.raises(InvalidArgument, match="no CUDA GPU"):
+            resolve_device("cuda:0")

@@ -19,3 +19,6 @@ class EvaluatorConfig(ServerConfig):
     max_concurrency: int = setting(
         256, "Most episodes one evaluation job may run at once (a job's concurrency above it is refused)."
     )
+    policy_device: str = setting(
+        "auto", "Where the transformers policy runs: auto (the first CUDA GPU if any), cpu, cuda:N."
+    )

@@ -93,8 +93,10 @@ class EvaluatorCore:
         *,
         max_concurrency: int = MAX_CONCURRENCY,
         metrics: EvaluatorMetrics | None = None,
+        policy_device: str = "auto",
     ) -> None:
         self.data_dir = Path(data_dir)
+        self.policy_device = policy_device
         self.roots = StorageRoots(storage_roots)
         self.max_concurrency = max_concurrency
         self.metrics = metrics
@@ -252,7 +254,7 @@ class EvaluatorCore:
             )
 
         with tempfile.TemporaryDirectory(prefix="atlas-eval-") as scratch:
-            policy = build_policy(spec.policy, Path(scratch))
+            policy = build_policy(spec.policy, Path(scratch), device=self.policy_device)
             try:
                 with Runner(
                     policy,
@@ -268,7 +270,7 @@ class EvaluatorCore:
         return publish(output_uri, spec, results, tallies, described, job_id=job_id)
 
 
-def build_policy(spec: PolicySpec, scratch: Path) -> Policy:
+def build_policy(spec: PolicySpec, scratch: Path, *, device: str = "auto") -> Policy:
     """The policy a spec names (adapters from object storage are downloaded to ``scratch``)."""
     generation = GenerationConfig(max_new_tokens=spec.max_new_tokens or 128, temperature=spec.temperature)
     if spec.kind == "oracle":
@@ -295,6 +297,7 @@ def build_policy(spec: PolicySpec, scratch: Path) -> Policy:
         adapter_dir=adapter_dir,
         generation=generation,
         adapter_uri=spec.adapter_uri,
+        device=device,
     )
 
 

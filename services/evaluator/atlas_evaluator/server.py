@@ -19,12 +19,17 @@ SERVICE_NAME = evaluator_service_pb2.DESCRIPTOR.services_by_name["EvaluatorServi
 
 def create_server(config: EvaluatorConfig) -> tuple[FleetServer, int]:
     """Start the evaluator on the configured ports; returns the server and its bound gRPC port."""
+    if config.policy_device != "auto":  # a device this machine lacks fails the start, not every job
+        from atlas_evaluator.policies.transformers import resolve_device
+
+        resolve_device(config.policy_device)
     registry = new_registry()
     core = EvaluatorCore(
         config.data_dir,
         config.effective_storage_roots(),
         max_concurrency=config.max_concurrency,
         metrics=EvaluatorMetrics(registry),
+        policy_device=config.policy_device,
     )
     servicer = EvaluatorServicer(core)
     try:

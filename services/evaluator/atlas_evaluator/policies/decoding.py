@@ -115,7 +115,8 @@ class Sampler:
         """``logits`` (rows, vocab) -> next token per row (rows,)."""
         if self.temperature == 0:
             return logits.argmax(dim=-1)
-        probs = torch.softmax(logits.float() / self.temperature, dim=-1)
+        # On the generator's device (the CPU): the same draws wherever the model runs.
+        probs = torch.softmax(logits.float().cpu() / self.temperature, dim=-1)
         if self.top_p < 1:
             sorted_probs, order = probs.sort(dim=-1, descending=True)
             # Keep the smallest set whose mass reaches top_p (the first token always stays).
@@ -134,7 +135,7 @@ def _prefill(model: Any, prompt: list[int], session: Session | None) -> tuple[to
         layers = [(k[:, :, :reused], v[:, :, :reused]) for k, v in session.layers]
     cache = _cache(layers)
     out = model(
-        input_ids=torch.tensor([prompt[reused:]], dtype=torch.long),
+        input_ids=torch.tensor([prompt[reused:]], dtype=torch.long, device=model.device),
         past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
@@ -153,6 +154,7 @@ def decode(
 ) -> list[Decoded]:
     """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill."""
     rows = len(prompts)
+    device = model.device
     lengths = [len(p) for p in prompts]
     first_logits = []
     row_layers = []
@@ -199,13 +201,15 @@ def decode(
         width + max_new_tokens,
     )
     row_layers.clear()
-    mask = torch.tensor([[0] * (width - lengths[r]) + [1] * lengths[r] for r in active], dtype=torch.long)
+    mask = torch.tensor(
+        [[0] * (width - lengths[r]) + [1] * lengths[r] for r in active], dtype=torch.long, device=device
+    )
     step = 0
     while active:
         step += 1
-        ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long)
-        positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long)
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long)], dim=1)
+        ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
+        positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device)
+        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long, device=device)], dim=1)
         out = model(
             input_ids=ids,
             attention_mask=mask,
@@ -229,7 +233,7 @@ def decode(
             ]
             finish(r, layers, step)
         if len(keep) < len(active):
-            index = torch.tensor(keep, dtype=torch.long)
+            index = torch.tensor(keep, dtype=torch.long, device=device)
             active = [active[j] for j in keep]
             if active:
                 batch.batch_select_indices(index)

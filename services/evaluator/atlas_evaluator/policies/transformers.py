@@ -24,6 +24,22 @@ if TYPE_CHECKING:
 MAX_SHARED_PREFIXES = 4  # first-turn caches kept for new episodes to start from
 
 
+def resolve_device(name: str) -> Any:
+    """``auto`` -> the first CUDA GPU when torch sees one, else the CPU; ``cpu``/``cuda[:N]`` as named."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        message = f"unknown device {name!r} (auto, cpu, cuda:N)"
+        raise InvalidArgument(message, field_path="policy_device") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgument(f"device {name!r}: torch sees no CUDA GPU here", field_path="policy_device")
+    return device
+
+
 class TransformersPolicy(Policy):
     """``TransformersPolicy(model_dir, adapter_dir=None, generation=GenerationConfig())``."""
 
@@ -40,6 +56,7 @@ class TransformersPolicy(Policy):
         adapter_uri: str = "",
         reuse_cache: bool = True,
         num_threads: int = 0,
+        device: str = "auto",
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,6 +78,9 @@ class TransformersPolicy(Policy):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.device = resolve_device(device)
+        # float32 on every device: greedy decoding then picks the same tokens on CPU and GPU (up to
+        # kernel rounding), so a GPU evaluation is comparable with a CPU one.
         model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
         if self.adapter_dir:
             if not (Path(self.adapter_dir) / "adapter_config.json").is_file():
@@ -71,7 +91,7 @@ class TransformersPolicy(Policy):
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, self.adapter_dir)
-        model.eval()
+        model.to(self.device).eval()
         self.model = model
         limit = getattr(model.config, "max_position_embeddings", None) or 4096
         self.max_context = min(max_context or limit, limit)
@@ -97,6 +117,7 @@ class TransformersPolicy(Policy):
             "policy": self.name,
             "model": self.model_dir,
             "adapter": self.adapter_uri,
+            "device": str(self.device),
             "max_context": self.max_context,
             **self.generation.as_dict(),
         }
