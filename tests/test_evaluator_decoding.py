@@ -75,6 +75,24 @@ def test_batched_rows_match_generate_and_cached_turns_match_fresh_ones(model: An
 
 
 @torch.inference_mode()
+def test_rows_of_a_batch_share_a_common_prefix_without_changing_tokens(model: Any) -> None:
+    instruction = _prompts((40,), 7)[0]
+    prompts = [instruction + tail for tail in _prompts((5, 9, 3), 8)] + _prompts((20,), 9)
+    shared = decode(model, prompts, [None] * 4, max_new_tokens=6, stop_ids=set(), sampler=_greedy())
+    alone = decode(
+        model, prompts, [None] * 4, max_new_tokens=6, stop_ids=set(), sampler=_greedy(), share_prefixes=False
+    )
+    expected = [_reference(model, p, 6) for p in prompts]
+    assert [d.tokens for d in shared] == [d.tokens for d in alone] == expected
+    # The instruction is prefilled once: rows 2 and 3 start from row 1's keys/values; the unrelated
+    # last row and the first row start from nothing.
+    assert [d.reused_tokens for d in shared] == [0, 40, 40, 0]
+    assert all(d.reused_tokens == 0 for d in alone)
+    for row, prompt in zip(shared, prompts, strict=True):  # each row's own cache is complete
+        assert all(k.shape[2] == len(prompt) + 5 for k, _ in row.session.layers)
+
+
+@torch.inference_mode()
 def test_a_row_that_stops_leaves_the_batch_with_its_cache(model: Any) -> None:
     prompts = _prompts((10, 20, 15))
     ref = [_reference(model, p, 10) for p in prompts]
@@ -139,8 +157,9 @@ def test_sampling_is_reproducible_from_the_seed(model: Any) -> None:
 
 
 def test_policy_device_names_are_checked() -> None:
-    from atlas.errors import InvalidArgument
     from atlas_evaluator.policies.transformers import resolve_device
+
+    from atlas.errors import InvalidArgument
 
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected

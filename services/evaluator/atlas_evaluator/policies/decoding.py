@@ -9,7 +9,10 @@ until the last row stops. Here:
 1. each row's prompt is compared with the tokens its episode's cache already holds (the chat template
    renders earlier turns identically, so the common prefix is everything but the new observation);
    only the new suffix is run through the model, one row at a time and without padding (the fast
-   causal attention path; prefill is compute bound, batching it buys nothing);
+   causal attention path; prefill is compute bound, batching it buys nothing). A row with no cache
+   of its own starts from the longest prefix it shares with a row prefilled before it in the same
+   batch (episodes of one env open with the same instruction, so a suite's first turn prefills that
+   instruction once instead of once per episode);
 2. the rows' caches are left-padded into one batch cache and decoded together, one token per step
    for all rows, with explicit positions and an attention mask that hides the padding;
 3. a row that produces an end-of-turn token (or reaches ``max_new_tokens``) leaves the batch at once,
@@ -43,7 +46,10 @@ class Decoded:
 
     tokens: list[int]
     session: Session
-    reused_tokens: int  # prompt tokens whose keys/values came from the episode's previous turn
+    reused_tokens: int  # prompt tokens whose keys/values came from a cache (earlier turn or shared prefix)
+
+
+MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache copy
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -143,6 +149,21 @@ def _prefill(model: Any, prompt: list[int], session: Session | None) -> tuple[to
     return out.logits[0, -1], out.past_key_values, reused
 
 
+def _sibling(
+    prompts: Sequence[list[int]], row_layers: list[list[tuple[torch.Tensor, torch.Tensor]]], row: int
+) -> Session | None:
+    """The already-prefilled row sharing the longest prefix (>= MIN_SHARED_PREFIX) with ``row``."""
+    prompt = prompts[row]
+    best, length = None, MIN_SHARED_PREFIX - 1
+    for j in range(row):
+        if prompts[j][:MIN_SHARED_PREFIX] != prompt[:MIN_SHARED_PREFIX]:
+            continue
+        n = common_prefix(prompts[j], prompt)
+        if n > length:
+            best, length = j, n
+    return None if best is None else Session(list(prompts[best]), row_layers[best])
+
+
 def decode(
     model: Any,
     prompts: Sequence[list[int]],
@@ -151,15 +172,22 @@ def decode(
     max_new_tokens: int,
     stop_ids: set[int],
     sampler: Sampler,
+    share_prefixes: bool = True,
 ) -> list[Decoded]:
-    """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill."""
+    """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill.
+
+    ``share_prefixes``: a row without a session reuses the keys/values of an earlier row of the batch
+    that shares at least ``MIN_SHARED_PREFIX`` leading tokens (read only: caches are sliced and
+    extended by copy, never written in place)."""
     rows = len(prompts)
     device = model.device
     lengths = [len(p) for p in prompts]
     first_logits = []
     row_layers = []
     reused = []
-    for prompt, session in zip(prompts, sessions, strict=True):
+    for i, (prompt, session) in enumerate(zip(prompts, sessions, strict=True)):
+        if session is None and share_prefixes:
+            session = _sibling(prompts, row_layers, i)
         logits, cache, n = _prefill(model, prompt, session)
         first_logits.append(logits)
         row_layers.append(_layers(cache))

@@ -151,13 +151,14 @@ class TransformersPolicy(Policy):
         self._sessions.pop(episode_id, None)
 
     def _shared_prefix(self, prompt: list[int]) -> Session | None:
-        """The remembered first-turn cache sharing the longest prefix with ``prompt`` (>= 16 tokens).
+        """The remembered first-turn cache sharing the longest prefix with ``prompt`` (>= 16 tokens;
+        rows of one batch also share with each other, see ``decoding.decode``).
 
         Reading it is safe: decoding slices and copies cached keys/values, never writes into them.
         """
-        from atlas_evaluator.policies.decoding import common_prefix
+        from atlas_evaluator.policies.decoding import MIN_SHARED_PREFIX, common_prefix
 
-        best, length = None, 15
+        best, length = None, MIN_SHARED_PREFIX - 1
         for session in self._prefixes:
             n = common_prefix(session.ids, prompt)
             if n > length:
