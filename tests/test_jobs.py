@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from atlas.errors import FailedPrecondition, InvalidArgument, NotFound
+from atlas.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from atlas.jobs import JobError, JobState, JobStore
 
 
@@ -127,3 +127,29 @@ def test_missing_or_unknown_ids_fail_before_any_work(store: JobStore) -> None:
         store.cancel("")
     with pytest.raises(NotFound):
         store.watch("sel-unknown")  # raised by the call itself, not by the first next()
+
+
+def test_closing_the_store_ends_open_watches_with_unavailable(store: JobStore) -> None:
+    job = store.create({"x": 1})
+    store.transition(job.id, JobState.RUNNING)
+    seen: list[JobState] = []
+    errors: list[Exception] = []
+
+    def watch() -> None:
+        try:
+            for item in store.watch(job.id):
+                seen.append(item.state)
+        except Exception as exc:  # what the servicer would turn into a status
+            errors.append(exc)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store.close()  # the service stopping while a client watches a running job
+    watcher.join(timeout=5)
+    assert not watcher.is_alive()
+    assert seen == [JobState.RUNNING]
+    assert len(errors) == 1 and isinstance(errors[0], Unavailable), errors
+    assert "stopping" in str(errors[0])

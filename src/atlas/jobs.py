@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atlas.errors import FailedPrecondition, InvalidArgument, NotFound
+from atlas.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -117,10 +117,14 @@ class JobStore:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._closed = False
 
     def close(self) -> None:
+        """Close the database; open watches end with UNAVAILABLE (the service is stopping)."""
         with self._lock:
+            self._closed = True
             self._db.close()
+            self._changed.notify_all()
 
     def create(self, spec: dict[str, Any], *, job_id: str | None = None) -> Job:
         now = time.time()
@@ -273,6 +277,8 @@ class JobStore:
                 return
 
     def _get_locked(self, job_id: str) -> Job:
+        if self._closed:
+            raise Unavailable(f"the {self.kind} service is stopping; retry the call on a running one")
         if not job_id:
             raise InvalidArgument("required: the job id", field_path="id")
         row = self._db.execute("SELECT * FROM jobs WHERE id = ? AND kind = ?", (job_id, self.kind)).fetchone()
