@@ -67,16 +67,17 @@ TINY_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", 
 
 PRESETS = {
     # A random-weight model only learns what the adapter teaches it: many short steps at a high
-    # learning rate, on the window around each supervised turn (max_seq_length keeps the task
-    # prompt's head and the tail that ends at the last supervised token).
+    # learning rate. 768-token windows keep most episodes whole up to their first action turn, task
+    # prompt included as evaluation shows it (384 cut every sample); 160 expert episodes per env give
+    # the critical-steps run ~330 distinct supervised turns instead of ~80 (docs/demo.md has the runs).
     "tiny": Preset(
-        expert_episodes=40,
+        expert_episodes=160,
         train={
-            "max_steps": 150,
+            "max_steps": 300,
             "learning_rate": 3e-3,
             "lora": {"r": 64, "alpha": 128.0, "dropout": 0.0, "target_modules": TINY_TARGETS},
             "micro_batch_size": 4,
-            "max_seq_length": 384,
+            "max_seq_length": 768,
             "warmup_steps": 10,
             "lr_scheduler": "cosine",
         },
