@@ -42,11 +42,12 @@ def cmd_env_server(args: argparse.Namespace) -> int:
 def cmd_envs(args: argparse.Namespace) -> int:
     from atlas_evaluator.envs.registry import AGGREGATES, ENVIRONMENTS
 
+    width = max(len(name) for name in [*ENVIRONMENTS, *AGGREGATES])
     for spec in ENVIRONMENTS.values():
         split = "held-out" if spec.held_out else "held-in"
-        print(f"{spec.env_id:24} {split:9} {spec.description}")
+        print(f"{spec.env_id:{width}}  {split:9} {spec.description}")
     for name, ids in AGGREGATES.items():
-        print(f"{name:24} {'group':9} {', '.join(ids)}")
+        print(f"{name:{width}}  {'group':9} {', '.join(ids)}")
     return 0
 
 
