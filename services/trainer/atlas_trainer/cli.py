@@ -148,12 +148,16 @@ def _follow(client: Any, job_id: str) -> int:
             if p.total_steps and bar.total != p.total_steps:
                 bar.total = p.total_steps
             bar.update(p.step - bar.n)
-            bar.set_postfix(
-                state=job_pb2.JobState.Name(last.status.state).removeprefix("JOB_STATE_"),
-                loss=f"{p.loss:.4f}",
-                tok_s=f"{p.tokens_per_second:.0f}",
-                eta=f"{p.eta_seconds:.0f}s",
-            )
+            state = job_pb2.JobState.Name(last.status.state).removeprefix("JOB_STATE_")
+            if p.step:  # loss, speed and eta mean nothing before the first optimizer step
+                bar.set_postfix(
+                    state=state,
+                    loss=f"{p.loss:.4f}",
+                    tok_s=f"{p.tokens_per_second:.0f}",
+                    eta=f"{p.eta_seconds:.0f}s",
+                )
+            else:
+                bar.set_postfix(state=state)
     finally:
         bar.close()
     if last is None:
@@ -186,7 +190,8 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     for job in reply.jobs:
         state = job_pb2.JobState.Name(job.status.state).removeprefix("JOB_STATE_")
         step = f"{job.progress.step}/{job.progress.total_steps}"
-        print(f"{job.id:<18} {state:<10} {step:>11} {job.progress.loss:>8.4f}  {job.output_uri}")
+        loss = f"{job.progress.loss:.4f}" if job.progress.step else "-"
+        print(f"{job.id:<18} {state:<10} {step:>11} {loss:>8}  {job.output_uri}")
     if reply.next_page_token:
         print(f"next page: --page-token {reply.next_page_token}", file=sys.stderr)
     return 0
