@@ -93,6 +93,26 @@ def test_rows_of_a_batch_share_a_common_prefix_without_changing_tokens(model: An
 
 
 @torch.inference_mode()
+def test_grouped_query_attention_without_repeated_caches_decodes_the_same(
+    model: Any, tiny_model_dir: Path
+) -> None:
+    from atlas_evaluator.policies.attention import NAME, attention_for
+    from transformers import AutoModelForCausalLM
+
+    assert attention_for(torch.device("cpu")) == NAME
+    assert model.config.num_key_value_heads < model.config.num_attention_heads  # the tiny model is GQA
+    gqa = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation=NAME
+    ).eval()
+    prompts = _prompts((12, 40, 25, 18), 3)  # different lengths: the batch is left-padded and masked
+    rows = decode(gqa, prompts, [None] * 4, max_new_tokens=6, stop_ids=set(), sampler=_greedy())
+    assert [d.tokens for d in rows] == [_reference(model, p, 6) for p in prompts]
+    grown = [p + d.tokens + [7, 8, 9] for p, d in zip(prompts, rows, strict=True)]
+    again = decode(gqa, grown, [d.session for d in rows], max_new_tokens=6, stop_ids=set(), sampler=_greedy())
+    assert [d.tokens for d in again] == [_reference(model, p, 6) for p in grown]
+
+
+@torch.inference_mode()
 def test_a_row_that_stops_leaves_the_batch_with_its_cache(model: Any) -> None:
     prompts = _prompts((10, 20, 15))
     ref = [_reference(model, p, 10) for p in prompts]

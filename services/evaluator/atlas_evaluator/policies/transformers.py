@@ -81,7 +81,11 @@ class TransformersPolicy(Policy):
         self.device = resolve_device(device)
         # float32 on every device: greedy decoding then picks the same tokens on CPU and GPU (up to
         # kernel rounding), so a GPU evaluation is comparable with a CPU one.
-        model: Any = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.float32)
+        from atlas_evaluator.policies.attention import attention_for
+
+        model: Any = AutoModelForCausalLM.from_pretrained(
+            self.model_dir, dtype=torch.float32, attn_implementation=attention_for(self.device)
+        )
         if self.adapter_dir:
             if not (Path(self.adapter_dir) / "adapter_config.json").is_file():
                 raise InvalidArgument(
