@@ -73,7 +73,7 @@ PRESETS = {
     "tiny": Preset(
         expert_episodes=160,
         train={
-            "max_steps": 300,
+            "max_steps": 250,
             "learning_rate": 3e-3,
             "lora": {"r": 64, "alpha": 128.0, "dropout": 0.0, "target_modules": TINY_TARGETS},
             "micro_batch_size": 4,

@@ -229,15 +229,21 @@ def decode(
         width + max_new_tokens,
     )
     row_layers.clear()
+    # The attention mask, already in the 4D form attention takes (rows, 1, query, keys; True =
+    # attend): transformers uses a 4D mask as given instead of rebuilding it from a 2D one on every
+    # token, which cost as much as the attention itself for a small model.
     mask = torch.tensor(
-        [[0] * (width - lengths[r]) + [1] * lengths[r] for r in active], dtype=torch.long, device=device
-    )
+        [[False] * (width - lengths[r]) + [True] * lengths[r] for r in active],
+        dtype=torch.bool,
+        device=device,
+    )[:, None, None, :]
+    attend = torch.ones((len(active), 1, 1, 1), dtype=torch.bool, device=device)
     step = 0
     while active:
         step += 1
         ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
         positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device)
-        mask = torch.cat([mask, torch.ones((len(active), 1), dtype=torch.long, device=device)], dim=1)
+        mask = torch.cat([mask, attend[: len(active)]], dim=-1)
         out = model(
             input_ids=ids,
             attention_mask=mask,
