@@ -50,6 +50,11 @@ class Decoded:
 
 
 MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache copy
+# Rows whose new suffix is at most this long are prefilled together (later turns: the reply's tail
+# and one observation); longer ones (first turns) alone, where padding would waste real work.
+BATCHED_PREFILL_MAX = 256
+
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -149,19 +154,84 @@ def _prefill(model: Any, prompt: list[int], session: Session | None) -> tuple[to
     return out.logits[0, -1], out.past_key_values, reused
 
 
-def _sibling(
-    prompts: Sequence[list[int]], row_layers: list[list[tuple[torch.Tensor, torch.Tensor]]], row: int
-) -> Session | None:
+def _sibling(prompts: Sequence[list[int]], row_layers: list[Layers | None], row: int) -> Session | None:
     """The already-prefilled row sharing the longest prefix (>= MIN_SHARED_PREFIX) with ``row``."""
     prompt = prompts[row]
     best, length = None, MIN_SHARED_PREFIX - 1
-    for j in range(row):
-        if prompts[j][:MIN_SHARED_PREFIX] != prompt[:MIN_SHARED_PREFIX]:
+    for j, layers in enumerate(row_layers):
+        if layers is None or prompts[j][:MIN_SHARED_PREFIX] != prompt[:MIN_SHARED_PREFIX]:
             continue
         n = common_prefix(prompts[j], prompt)
         if n > length:
             best, length = j, n
-    return None if best is None else Session(list(prompts[best]), row_layers[best])
+    if best is None:
+        return None
+    layers = row_layers[best]
+    assert layers is not None
+    return Session(list(prompts[best]), layers)
+
+
+def _prefill_batch(
+    model: Any, prompts: Sequence[list[int]], sessions: Sequence[Session]
+) -> list[tuple[torch.Tensor, Layers, int]]:
+    """``_prefill`` for several rows in one forward pass: (last logits, own cache, reused) per row.
+
+    The rows' cached prefixes are left-padded into one cache and their new suffixes left-padded into
+    one input; a 4D mask lets each real token see its own prefix and its own earlier suffix tokens
+    only, and explicit positions continue each row's prefix. Padding queries attend to themselves
+    (a mask row with no True gives NaN, and NaN times a zero attention weight is still NaN). Each
+    row's keys/values are then gathered without the padding: the row's own cache, as if it had been
+    prefilled alone.
+    """
+    device = model.device
+    reused = [min(common_prefix(s.ids, p), len(p) - 1) for p, s in zip(prompts, sessions, strict=True)]
+    suffixes = [p[n:] for p, n in zip(prompts, reused, strict=True)]
+    wc, ws = max(reused), max(len(x) for x in suffixes)
+    starts = [ws - len(x) for x in suffixes]
+
+    def left_pad(t: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.nn.functional.pad(t[:, :, :n], (0, 0, wc - n, 0))
+
+    cache = _batch_cache(
+        [
+            (
+                torch.cat([left_pad(s.layers[i][0], n) for s, n in zip(sessions, reused, strict=True)]),
+                torch.cat([left_pad(s.layers[i][1], n) for s, n in zip(sessions, reused, strict=True)]),
+            )
+            for i in range(len(sessions[0].layers))
+        ],
+        wc + ws,
+    )
+    ids = torch.tensor([[0] * st + x for st, x in zip(starts, suffixes, strict=True)], device=device)
+    positions = torch.tensor(
+        [[0] * st + list(range(n, n + len(x))) for st, n, x in zip(starts, reused, suffixes, strict=True)],
+        device=device,
+    )
+    query = torch.arange(ws, device=device)
+    start = torch.tensor(starts, device=device)[:, None, None]  # (rows, 1, 1)
+    padding_query = query[None, :, None] < start  # (rows, ws, 1)
+    own_suffix = (query[None, None, :] <= query[None, :, None]) & (query[None, None, :] >= start)
+    own_suffix = torch.where(padding_query, query[None, None, :] == query[None, :, None], own_suffix)
+    first_cached = torch.tensor([wc - n for n in reused], device=device)[:, None, None]
+    own_prefix = (torch.arange(wc, device=device)[None, None, :] >= first_cached) & ~padding_query
+    mask = torch.cat([own_prefix, own_suffix], dim=-1)[:, None]  # (rows, 1, ws, wc + ws)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    batch = _layers(out.past_key_values)
+    results = []
+    for r, (n, st) in enumerate(zip(reused, starts, strict=True)):
+        keep = torch.cat(
+            [torch.arange(wc - n, wc, device=device), torch.arange(wc + st, wc + ws, device=device)]
+        )
+        layers = [(k[r : r + 1].index_select(2, keep), v[r : r + 1].index_select(2, keep)) for k, v in batch]
+        results.append((out.logits[r, -1], layers, n))
+    return results
 
 
 def decode(
@@ -173,25 +243,38 @@ def decode(
     stop_ids: set[int],
     sampler: Sampler,
     share_prefixes: bool = True,
+    batch_prefill: bool = True,
 ) -> list[Decoded]:
     """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill.
 
     ``share_prefixes``: a row without a session reuses the keys/values of an earlier row of the batch
     that shares at least ``MIN_SHARED_PREFIX`` leading tokens (read only: caches are sliced and
-    extended by copy, never written in place)."""
+    extended by copy, never written in place). ``batch_prefill``: rows continuing their own session
+    with a new suffix of at most ``BATCHED_PREFILL_MAX`` tokens are prefilled in one forward pass."""
     rows = len(prompts)
     device = model.device
     lengths = [len(p) for p in prompts]
-    first_logits = []
-    row_layers = []
-    reused = []
+    first_logits: list[torch.Tensor] = [torch.empty(0)] * rows
+    prefilled: list[Layers | None] = [None] * rows
+    reused = [0] * rows
+    # Rows continuing their own episode with a short new suffix: one forward pass for all of them.
+    continuing = [
+        (i, session)
+        for i, (prompt, session) in enumerate(zip(prompts, sessions, strict=True))
+        if session is not None and len(prompt) - common_prefix(session.ids, prompt) <= BATCHED_PREFILL_MAX
+    ]
+    if batch_prefill and len(continuing) > 1:
+        together = _prefill_batch(model, [prompts[i] for i, _ in continuing], [s for _, s in continuing])
+        for (i, _), (logits, layers, n) in zip(continuing, together, strict=True):
+            first_logits[i], prefilled[i], reused[i] = logits, layers, n
     for i, (prompt, session) in enumerate(zip(prompts, sessions, strict=True)):
+        if prefilled[i] is not None:
+            continue
         if session is None and share_prefixes:
-            session = _sibling(prompts, row_layers, i)
+            session = _sibling(prompts, prefilled, i)
         logits, cache, n = _prefill(model, prompt, session)
-        first_logits.append(logits)
-        row_layers.append(_layers(cache))
-        reused.append(n)
+        first_logits[i], prefilled[i], reused[i] = logits, _layers(cache), n
+    row_layers = [layers for layers in prefilled if layers is not None]
     tokens: list[list[int]] = [[int(t)] for t in sampler(torch.stack(first_logits)).tolist()]
     results: list[Decoded | None] = [None] * rows
 
