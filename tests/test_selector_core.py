@@ -222,6 +222,26 @@ def test_pipeline_bounds_what_it_reads_ahead_of_a_slow_consumer() -> None:
     assert sorted(first + rest) == list(range(1000))  # every item, possibly out of order
 
 
+def test_inline_pipeline_reads_one_item_ahead_at_most_and_counts_in_flight() -> None:
+    in_flight: list[int] = []
+    pipeline: BoundedPipeline[int, int] = BoundedPipeline(
+        max_in_flight=10, workers=2, on_in_flight=in_flight.append
+    )
+    read = []
+
+    def produce() -> object:
+        for k in range(100):
+            read.append(k)
+            yield k
+
+    threads = threading.active_count()
+    results = pipeline.run_inline(produce(), lambda item: (2, lambda: item * 10))  # type: ignore[arg-type]
+    assert [next(results) for _ in range(3)] == [0, 10, 20]
+    assert len(read) == 3 and threading.active_count() == threads  # in order, nothing read ahead, no thread
+    assert list(results) == [10 * k for k in range(3, 100)]
+    assert sum(in_flight) == 0 and in_flight[:2] == [2, -2]
+
+
 def test_pipeline_passes_a_preparation_error_to_the_consumer() -> None:
     pipeline: BoundedPipeline[int, int] = BoundedPipeline(max_in_flight=4, workers=1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -78,7 +79,22 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
 
             return max(1, len(trajectories)), work
 
-        return self.pipeline.run(request_iterator, prepare)
+        # The first message's backend decides how the stream runs: a judge (requests wait on I/O)
+        # through the threaded pipeline, so batches overlap; a CPU-bound backend in this thread.
+        first = next(request_iterator, None)
+        if first is None:
+            return iter(())
+        prepared = prepare(first)
+
+        def prepare_once(
+            request: pb.StreamSelectStepsRequest,
+        ) -> tuple[int, Callable[[], pb.StreamSelectStepsResponse]]:
+            return prepared if request is first else prepare(request)
+
+        items = itertools.chain([first], request_iterator)
+        if getattr(state["resolved"].backend, "concurrency", 1) > 1:
+            return self.pipeline.run(items, prepare_once)
+        return self.pipeline.run_inline(items, prepare_once)
 
     def CreateSelectionJob(
         self, request: pb.CreateSelectionJobRequest, context: grpc.ServicerContext
