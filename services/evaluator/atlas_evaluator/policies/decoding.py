@@ -171,6 +171,18 @@ def _sibling(prompts: Sequence[list[int]], row_layers: list[Layers | None], row:
     return Session(list(prompts[best]), layers)
 
 
+def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
+    """One forward pass over a padded batch: 4D mask, explicit positions, last position's logits."""
+    return model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+
+
 def _prefill_batch(
     model: Any, prompts: Sequence[list[int]], sessions: Sequence[Session]
 ) -> list[tuple[torch.Tensor, Layers, int]]:
@@ -215,14 +227,7 @@ def _prefill_batch(
     first_cached = torch.tensor([wc - n for n in reused], device=device)[:, None, None]
     own_prefix = (torch.arange(wc, device=device)[None, None, :] >= first_cached) & ~padding_query
     mask = torch.cat([own_prefix, own_suffix], dim=-1)[:, None]  # (rows, 1, ws, wc + ws)
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
+    out = _forward(model, ids, mask, positions, cache)
     batch = _layers(out.past_key_values)
     results = []
     for r, (n, st) in enumerate(zip(reused, starts, strict=True)):
@@ -327,14 +332,7 @@ def decode(
         ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
         positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device)
         mask = torch.cat([mask, attend[: len(active)]], dim=-1)
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=batch,
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        out = _forward(model, ids, mask, positions, batch)
         batch = out.past_key_values
         for r, token in zip(active, sampler(out.logits[:, -1]).tolist(), strict=True):
             tokens[r].append(int(token))
