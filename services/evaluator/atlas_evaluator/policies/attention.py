@@ -38,6 +38,19 @@ def sdpa_gqa_attention_forward(
     causal = bool(q_length > 1 and attention_mask is None and causal)
     if causal and kv_length > q_length:  # an empty static cache's tail (as transformers does)
         key, value = key[:, :, :q_length], value[:, :, :q_length]
+    batch, heads, kv_heads = query.shape[0], query.shape[1], key.shape[1]
+    if q_length == 1 and batch > 1 and heads != kv_heads and attention_mask is not None:
+        # One decoding step of a batch: each key/value head's group of query heads becomes that
+        # head's queries (the mask has one query row, so it broadcasts over them). Half the time
+        # of ``enable_gqa`` at 8 rows x 1,000 keys on one thread (201 vs 404 us for the tiny model).
+        out = torch.nn.functional.scaled_dot_product_attention(
+            query.view(batch, kv_heads, heads // kv_heads, query.shape[-1]),
+            key,
+            value,
+            attn_mask=attention_mask,
+            scale=scaling,
+        )
+        return out.view(batch, heads, 1, -1).transpose(1, 2).contiguous(), None
     out = torch.nn.functional.scaled_dot_product_attention(
         query,
         key,
