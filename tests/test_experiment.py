@@ -253,3 +253,49 @@ def test_smoke_experiment_end_to_end_and_resume(tmp_path: Path) -> None:
     after = json.loads(record_path.read_text())
     for stage in ("selection", "training", "evaluation"):
         assert after["stages"][stage]["job_id"] == before["stages"][stage]["job_id"]
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigterm_stops_the_fleet_and_keeps_the_directory_resumable(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "smoke"
+    log = tmp_path / "experiment.log"
+    with log.open("w") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "atlas.experiment", "--config", str(SMOKE), "--out", str(out)],
+            cwd=ROOT,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 600
+        while "run base/seed-0" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert _processes_mentioning(str(out / "fleet")), "the fleet's services are running"
+        proc.send_signal(signal.SIGTERM)  # a scheduler's timeout, `kill`
+        assert proc.wait(timeout=180) == 130, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(str(out / "fleet")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_mentioning(str(out / "fleet")) == []  # no service left behind
+    assert "interrupted" in log.read_text()
+    assert (out / "experiment.json").exists()  # the same command resumes from here

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -47,5 +49,15 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         experiment.prepare()
         write_results(config, experiment.out, experiment.log)
         return 0
-    experiment.run()
+    # SIGTERM (a scheduler's timeout, `kill`) takes Ctrl-C's path: the stage's job is cancelled, the
+    # fleet stopped and the finished runs kept, instead of leaving the services running.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        experiment.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
