@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -204,12 +205,16 @@ def main() -> int:
                 Path(resolve_model("smollm2-135m")),
                 OUT / "logs" / "vllm.log",
                 python=ROOT / ".venv-vllm" / "bin" / "python",
+                max_model_len=4096,  # whole PickupLoc trajectories (~2,400 tokens) plus the rubric
             )
             timings["judge_start"] = time.monotonic() - t
             print(f"  {judge.base_url} ready in {timings['judge_start']:.0f}s")
             extra_args["selector"] = [
                 "--judge-url", judge.base_url, "--judge-model", judge.model,
-                "--judge-max-tokens", "512", "--judge-max-context-tokens", "2048",
+                "--judge-max-tokens", "512", "--judge-max-context-tokens", "4096",
+                # On CPU cores vLLM decodes every admitted request together: 64 in flight with a 120 s
+                # deadline (the service's defaults, for a GPU judge) timed out 32 of 48 trajectories.
+                "--judge-concurrency", "4", "--judge-timeout-s", "1800",
             ]  # fmt: skip
         else:
             banner(2, total, "selector backend: rules (DEMO_SELECTOR=vllm for the LLM judge)")
@@ -243,6 +248,13 @@ def main() -> int:
         print(
             f"  {chosen} of {steps} steps critical ({ratio:.0%}); criteria {selection.stats.get('criteria')}"
         )
+        failures = selection.stats.get("failures") or []
+        if failures:  # trained on fewer trajectories than generated: say so, with the reasons
+            reasons = Counter(f"{f['code']}: {f['message']}" for f in failures)
+            total_in = selection.stats.get("trajectories_in")
+            print(f"  {len(failures)} of {total_in} trajectories failed selection:")
+            for reason, count in reasons.most_common(3):
+                print(f"    {count} x {reason}")
 
         adapters: dict[str, StageResult] = {}
         for index, (run, mask) in enumerate((("critical-steps", "dataset"), ("all-steps", "all_assistant"))):
