@@ -37,7 +37,6 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         self.selector = selector
         self.jobs = jobs
         self.pipeline = pipeline
-        self._cpu_turn = threading.Lock()
 
     def _select(
         self, trajectories: Sequence[trajectory_pb2.Trajectory], resolved: Resolved, labels_only: bool
@@ -50,11 +49,7 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         self, request: pb.SelectStepsRequest, context: grpc.ServicerContext
     ) -> pb.SelectStepsResponse:
         resolved = self.selector.resolve(options_from_proto(request.config))
-        # Concurrent calls of a CPU-bound backend take turns: waiting on this lock holds no GIL, so
-        # the running call is not preempted every switch interval by the others (a judge overlaps).
-        overlap = getattr(resolved.backend, "concurrency", 1) > 1
-        with contextlib.nullcontext() if overlap else self._cpu_turn:
-            results = self._select(request.trajectories, resolved, request.labels_only)
+        results = self._select(request.trajectories, resolved, request.labels_only)
         return pb.SelectStepsResponse(results=results)
 
     def StreamSelectSteps(
