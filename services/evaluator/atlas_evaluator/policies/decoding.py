@@ -8,10 +8,11 @@ until the last row stops. Here:
 
 1. each row's prompt is compared with the tokens its episode's cache already holds (the chat template
    renders earlier turns identically, so the common prefix is everything but the new observation);
-   only the new suffix is run through the model, one row at a time and without padding (the fast
-   causal attention path; prefill is compute bound, batching it buys nothing). A row with no cache
-   of its own starts from the longest prefix it shares with a row prefilled before it in the same
-   batch (episodes of one env open with the same instruction, so a suite's first turn prefills that
+   only the new suffix is run through the model. Rows continuing their episode with a short suffix
+   (a later turn) run theirs together in one padded forward pass; the others (first turns) one row
+   at a time without padding, where padding would waste compute. A row with no cache of its own
+   starts from the longest prefix it shares with a row prefilled before it in the same batch
+   (episodes of one env open with the same instruction, so a suite's first turn prefills that
    instruction once instead of once per episode);
 2. the rows' caches are left-padded into one batch cache and decoded together, one token per step
    for all rows, with explicit positions and an attention mask that hides the padding;
