@@ -258,3 +258,18 @@ def test_pipeline_passes_a_preparation_error_to_the_consumer() -> None:
 def test_the_vllm_backend_without_a_judge_server_is_a_failed_precondition() -> None:
     with pytest.raises(FailedPrecondition, match="--judge-url"):
         Selector().resolve(SelectionOptions("vllm"))
+
+
+def test_selection_jobs_take_small_steps_with_a_slow_judge_and_big_ones_otherwise() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from atlas_selector.jobs import BATCH, SelectionJobs
+
+    def judge(concurrency: int) -> Any:
+        return cast(Any, SimpleNamespace(backend=SimpleNamespace(concurrency=concurrency)))
+
+    assert SelectionJobs._batch_size(Selector().resolve(SelectionOptions("rules"))) == BATCH
+    # Four rounds of requests per step, so progress moves (a CPU judge answers a few a second).
+    sizes = [SelectionJobs._batch_size(judge(c)) for c in (1, 2, 4, 16, 64)]
+    assert sizes == [BATCH, 16, 16, 64, BATCH]

