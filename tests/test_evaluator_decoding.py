@@ -113,33 +113,6 @@ def test_grouped_query_attention_without_repeated_caches_decodes_the_same(
 
 
 @torch.inference_mode()
-def test_continuing_rows_prefill_together_and_decode_as_if_alone(model: Any) -> None:
-    prompts = _prompts((30, 12, 50, 21, 8), 4)
-    first = decode(model, prompts, [None] * 5, max_new_tokens=4, stop_ids=set(), sampler=_greedy())
-    # New suffixes of different lengths (one row diverged early: its cache is reused only in part).
-    grown = [p + d.tokens + q for p, d, q in zip(prompts, first, _prompts((9, 1, 17, 4, 30), 5), strict=True)]
-    grown[3] = [*grown[3][:5], 3, *grown[3][6:]]
-    sessions = [d.session for d in first]
-    together = decode(model, grown, sessions, max_new_tokens=5, stop_ids=set(), sampler=_greedy())
-    alone = decode(
-        model, grown, sessions, max_new_tokens=5, stop_ids=set(), sampler=_greedy(), batch_prefill=False
-    )
-    assert (
-        [d.tokens for d in together] == [d.tokens for d in alone] == [_reference(model, p, 5) for p in grown]
-    )
-    assert [d.reused_tokens for d in together] == [d.reused_tokens for d in alone]
-    assert together[3].reused_tokens == 5
-    for a, b in zip(together, alone, strict=True):  # the same caches, padding left out
-        assert a.session.ids == b.session.ids
-        for (ka, va), (kb, vb) in zip(a.session.layers, b.session.layers, strict=True):
-            assert (
-                ka.shape == kb.shape
-                and torch.allclose(ka, kb, atol=1e-5)
-                and torch.allclose(va, vb, atol=1e-5)
-            )
-
-
-@torch.inference_mode()
 def test_a_row_that_stops_leaves_the_batch_with_its_cache(model: Any) -> None:
     prompts = _prompts((10, 20, 15))
     ref = [_reference(model, p, 10) for p in prompts]

@@ -8,9 +8,9 @@ until the last row stops. Here:
 
 1. each row's prompt is compared with the tokens its episode's cache already holds (the chat template
    renders earlier turns identically, so the common prefix is everything but the new observation);
-   only the new suffix is run through the model. Rows continuing their episode with a short suffix
-   (a later turn) run theirs together in one padded forward pass; the others (first turns) one row
-   at a time without padding, where padding would waste compute. A row with no cache of its own
+   only the new suffix is run through the model, one row at a time and without padding (the fast
+   causal attention path; prefill is compute bound, and batching the suffixes into one padded pass
+   measured no faster here). A row with no cache of its own
    starts from the longest prefix it shares with a row prefilled before it in the same batch
    (episodes of one env open with the same instruction, so a suite's first turn prefills that
    instruction once instead of once per episode);
@@ -51,9 +51,6 @@ class Decoded:
 
 
 MIN_SHARED_PREFIX = 16  # tokens; a shorter common prefix is not worth a cache copy
-# Rows whose new suffix is at most this long are prefilled together (later turns: the reply's tail
-# and one observation); longer ones (first turns) alone, where padding would waste real work.
-BATCHED_PREFILL_MAX = 256
 
 Layers = list[tuple[torch.Tensor, torch.Tensor]]
 
@@ -155,89 +152,18 @@ def _prefill(model: Any, prompt: list[int], session: Session | None) -> tuple[to
     return out.logits[0, -1], out.past_key_values, reused
 
 
-def _sibling(prompts: Sequence[list[int]], row_layers: list[Layers | None], row: int) -> Session | None:
-    """The already-prefilled row sharing the longest prefix (>= MIN_SHARED_PREFIX) with ``row``."""
+def _sibling(prompts: Sequence[list[int]], row_layers: list[Layers], row: int) -> Session | None:
+    """The already-prefilled row (``row_layers`` holds rows before ``row``) sharing the longest prefix
+    (>= MIN_SHARED_PREFIX) with ``row``."""
     prompt = prompts[row]
     best, length = None, MIN_SHARED_PREFIX - 1
-    for j, layers in enumerate(row_layers):
-        if layers is None or prompts[j][:MIN_SHARED_PREFIX] != prompt[:MIN_SHARED_PREFIX]:
+    for j in range(len(row_layers)):
+        if prompts[j][:MIN_SHARED_PREFIX] != prompt[:MIN_SHARED_PREFIX]:
             continue
         n = common_prefix(prompts[j], prompt)
         if n > length:
             best, length = j, n
-    if best is None:
-        return None
-    layers = row_layers[best]
-    assert layers is not None
-    return Session(list(prompts[best]), layers)
-
-
-def _forward(model: Any, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> Any:
-    """One forward pass over a padded batch: 4D mask, explicit positions, last position's logits."""
-    return model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-
-
-def _prefill_batch(
-    model: Any, prompts: Sequence[list[int]], sessions: Sequence[Session]
-) -> list[tuple[torch.Tensor, Layers, int]]:
-    """``_prefill`` for several rows in one forward pass: (last logits, own cache, reused) per row.
-
-    The rows' cached prefixes are left-padded into one cache and their new suffixes left-padded into
-    one input; a 4D mask lets each real token see its own prefix and its own earlier suffix tokens
-    only, and explicit positions continue each row's prefix. Padding queries attend to themselves
-    (a mask row with no True gives NaN, and NaN times a zero attention weight is still NaN). Each
-    row's keys/values are then gathered without the padding: the row's own cache, as if it had been
-    prefilled alone.
-    """
-    device = model.device
-    reused = [min(common_prefix(s.ids, p), len(p) - 1) for p, s in zip(prompts, sessions, strict=True)]
-    suffixes = [p[n:] for p, n in zip(prompts, reused, strict=True)]
-    wc, ws = max(reused), max(len(x) for x in suffixes)
-    starts = [ws - len(x) for x in suffixes]
-
-    def left_pad(t: torch.Tensor, n: int) -> torch.Tensor:
-        return torch.nn.functional.pad(t[:, :, :n], (0, 0, wc - n, 0))
-
-    cache = _batch_cache(
-        [
-            (
-                torch.cat([left_pad(s.layers[i][0], n) for s, n in zip(sessions, reused, strict=True)]),
-                torch.cat([left_pad(s.layers[i][1], n) for s, n in zip(sessions, reused, strict=True)]),
-            )
-            for i in range(len(sessions[0].layers))
-        ],
-        wc + ws,
-    )
-    ids = torch.tensor([[0] * st + x for st, x in zip(starts, suffixes, strict=True)], device=device)
-    positions = torch.tensor(
-        [[0] * st + list(range(n, n + len(x))) for st, n, x in zip(starts, reused, suffixes, strict=True)],
-        device=device,
-    )
-    query = torch.arange(ws, device=device)
-    start = torch.tensor(starts, device=device)[:, None, None]  # (rows, 1, 1)
-    padding_query = query[None, :, None] < start  # (rows, ws, 1)
-    own_suffix = (query[None, None, :] <= query[None, :, None]) & (query[None, None, :] >= start)
-    own_suffix = torch.where(padding_query, query[None, None, :] == query[None, :, None], own_suffix)
-    first_cached = torch.tensor([wc - n for n in reused], device=device)[:, None, None]
-    own_prefix = (torch.arange(wc, device=device)[None, None, :] >= first_cached) & ~padding_query
-    mask = torch.cat([own_prefix, own_suffix], dim=-1)[:, None]  # (rows, 1, ws, wc + ws)
-    out = _forward(model, ids, mask, positions, cache)
-    batch = _layers(out.past_key_values)
-    results = []
-    for r, (n, st) in enumerate(zip(reused, starts, strict=True)):
-        keep = torch.cat(
-            [torch.arange(wc - n, wc, device=device), torch.arange(wc + st, wc + ws, device=device)]
-        )
-        layers = [(k[r : r + 1].index_select(2, keep), v[r : r + 1].index_select(2, keep)) for k, v in batch]
-        results.append((out.logits[r, -1], layers, n))
-    return results
+    return None if best is None else Session(list(prompts[best]), row_layers[best])
 
 
 def decode(
@@ -249,38 +175,25 @@ def decode(
     stop_ids: set[int],
     sampler: Sampler,
     share_prefixes: bool = True,
-    batch_prefill: bool = True,
 ) -> list[Decoded]:
     """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill.
 
     ``share_prefixes``: a row without a session reuses the keys/values of an earlier row of the batch
     that shares at least ``MIN_SHARED_PREFIX`` leading tokens (read only: caches are sliced and
-    extended by copy, never written in place). ``batch_prefill``: rows continuing their own session
-    with a new suffix of at most ``BATCHED_PREFILL_MAX`` tokens are prefilled in one forward pass."""
+    extended by copy, never written in place)."""
     rows = len(prompts)
     device = model.device
     lengths = [len(p) for p in prompts]
-    first_logits: list[torch.Tensor] = [torch.empty(0)] * rows
-    prefilled: list[Layers | None] = [None] * rows
-    reused = [0] * rows
-    # Rows continuing their own episode with a short new suffix: one forward pass for all of them.
-    continuing = [
-        (i, session)
-        for i, (prompt, session) in enumerate(zip(prompts, sessions, strict=True))
-        if session is not None and len(prompt) - common_prefix(session.ids, prompt) <= BATCHED_PREFILL_MAX
-    ]
-    if batch_prefill and len(continuing) > 1:
-        together = _prefill_batch(model, [prompts[i] for i, _ in continuing], [s for _, s in continuing])
-        for (i, _), (logits, layers, n) in zip(continuing, together, strict=True):
-            first_logits[i], prefilled[i], reused[i] = logits, layers, n
+    first_logits = []
+    row_layers: list[Layers] = []
+    reused = []
     for i, (prompt, session) in enumerate(zip(prompts, sessions, strict=True)):
-        if prefilled[i] is not None:
-            continue
         if session is None and share_prefixes:
-            session = _sibling(prompts, prefilled, i)
+            session = _sibling(prompts, row_layers, i)
         logits, cache, n = _prefill(model, prompt, session)
-        first_logits[i], prefilled[i], reused[i] = logits, _layers(cache), n
-    row_layers = [layers for layers in prefilled if layers is not None]
+        first_logits.append(logits)
+        row_layers.append(_layers(cache))
+        reused.append(n)
     tokens: list[list[int]] = [[int(t)] for t in sampler(torch.stack(first_logits)).tolist()]
     results: list[Decoded | None] = [None] * rows
 
@@ -333,7 +246,14 @@ def decode(
         ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
         positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device)
         mask = torch.cat([mask, attend[: len(active)]], dim=-1)
-        out = _forward(model, ids, mask, positions, batch)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=batch,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         batch = out.past_key_values
         for r, token in zip(active, sampler(out.logits[:, -1]).tolist(), strict=True):
             tokens[r].append(int(token))
