@@ -1,28 +1,14 @@
-"""``python -m atlas.experiment --config FILE [--out DIR] [--resume|--fresh]``: ``atlas experiment``."""
+"""``python -m atlas.experiment --config FILE [--out DIR] [--resume|--fresh]``: ``atlas experiment``.
+
+The same command through the main CLI, so errors (exit 2) and Ctrl-C / SIGTERM (exit 130, resumable)
+are handled in one place.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from atlas.errors import AtlasError
-from atlas.experiment.cli import register
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m atlas.experiment")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["experiment", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        result: int = args.func(args)
-        return result
-    except AtlasError as exc:
-        print(f"atlas experiment: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM, after the fleet has stopped
-        print("atlas experiment: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-
+from atlas.cli import main
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(["experiment", *sys.argv[1:]]))

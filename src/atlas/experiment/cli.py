@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -54,6 +55,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         experiment.run()
+    except KeyboardInterrupt:
+        print(f"finished runs are kept in {experiment.out}; run the same command to resume", file=sys.stderr)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0
