@@ -172,9 +172,14 @@ def test_condition_summary_pools_seeds_and_reports_the_spread_across_seeds() -> 
     assert env["success_rate"]["low"] == pytest.approx(wilson_interval(4, 8)[0], abs=1e-4)
     held_in = summary["held_in"]
     assert held_in["success_rate"]["value"] == 0.5  # type: ignore[index]
-    # per-seed held-in rates 0.25 and 0.75: mean 0.5, sd 0.353553, se 0.25, t(1) 12.706 -> +-3.1765
+    # per-seed held-in rates 0.25 and 0.75: mean 0.5, sd 0.353553, se 0.25, t(1) 12.706 -> +-3.1765,
+    # which a rate's interval cannot be: cut to [0, 1]
     across = held_in["success_rate_across_seeds"]  # type: ignore[index]
-    assert (across["value"], across["low"], across["high"]) == pytest.approx((0.5, -2.6765, 3.6765))
+    assert (across["value"], across["low"], across["high"]) == pytest.approx((0.5, 0.0, 1.0))
+    narrow = condition_summary({0: episodes(2, 0), 1: episodes(2, 1), 2: episodes(3, 2)})["held_in"]
+    # rates 0.5, 0.5, 0.75: mean 0.583333, sd 0.144338, se 0.083333, t(2) 4.302653 -> +-0.358554
+    assert narrow["success_rate_across_seeds"]["low"] == pytest.approx(0.224779, abs=1e-4)  # type: ignore[index]
+    assert narrow["success_rate_across_seeds"]["high"] == pytest.approx(0.941887, abs=1e-4)  # type: ignore[index]
     # Every held-out episode failed: not a zero-width interval but Wilson's for 0/4 (3.841459 / 7.841459).
     held_out = summary["held_out"]["success_rate"]  # type: ignore[index]
     assert (held_out["value"], held_out["low"], held_out["high"]) == (

@@ -193,8 +193,10 @@ def split_point(episodes: Sequence[Episode], held_out: bool) -> float | None:
 
 
 def across_seeds(per_seed_values: Sequence[float]) -> dict[str, float | int]:
-    """Mean of per-seed values with a Student-t interval over seeds (zero width for one seed)."""
-    return mean_t_interval(per_seed_values).as_dict()
+    """Mean of per-seed success rates with a Student-t interval over seeds (zero width for one seed),
+    cut to [0, 1]: with 3 seeds t(2) = 4.3, and a rate's interval would otherwise reach below 0."""
+    estimate = mean_t_interval(per_seed_values)
+    return Estimate(estimate.value, max(0.0, estimate.low), min(1.0, estimate.high), estimate.n).as_dict()
 
 
 def condition_summary(episodes_by_seed: Mapping[int, Sequence[Episode]]) -> dict[str, object]:
