@@ -190,3 +190,52 @@ def test_policy_device_names_are_checked() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(InvalidArgument, match="no CUDA GPU"):
             resolve_device("cuda:0")
+
+
+@torch.inference_mode()
+def test_decoding_stops_within_one_step_when_asked(model: Any) -> None:
+    from atlas.errors import Cancelled
+
+    asked = []
+
+    def stop_after_three_steps() -> bool:
+        asked.append(1)
+        return len(asked) > 2 + 3  # two rows' prefills, then three decoding steps
+
+    with pytest.raises(Cancelled):
+        decode(
+            model,
+            _prompts((10, 12)),
+            [None, None],
+            max_new_tokens=50,
+            stop_ids=set(),
+            sampler=_greedy(),
+            should_stop=stop_after_three_steps,
+        )
+    assert len(asked) == 6  # asked once more, then nothing else ran
+
+
+def test_a_cancelled_runner_interrupts_the_policy_call_in_progress(tiny_model_dir: Path) -> None:
+    import threading
+
+    from atlas_evaluator.policies.transformers import TransformersPolicy
+    from atlas_evaluator.runner import Runner, plan_suite
+
+    from atlas.errors import Cancelled
+
+    policy = TransformersPolicy(tiny_model_dir, generation=GenerationConfig(max_new_tokens=2000))
+    cancel = threading.Event()
+    steps = []
+    decode_step = policy.model.forward
+
+    def forward(*args: Any, **kwargs: Any) -> Any:  # cancels from inside the first policy call
+        steps.append(1)
+        if len(steps) == 20:
+            cancel.set()
+        return decode_step(*args, **kwargs)
+
+    policy.model.forward = forward  # type: ignore[method-assign]
+    with Runner(policy, concurrency=2, cancel=cancel) as runner, pytest.raises(Cancelled):
+        runner.run(plan_suite(["babyai/GoToLocal"], 2, seed=0, max_turns=3))
+    assert runner.stats.policy_calls == 0  # the first call never returned
+    assert 20 <= len(steps) <= 21  # not the 2,000 tokens it was asked for

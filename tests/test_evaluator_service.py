@@ -16,6 +16,7 @@ from atlas_evaluator.server import create_server
 from atlas import errors
 from atlas.common.v1 import job_pb2
 from atlas.evaluator.v1 import evaluator_service_pb2 as pb
+from atlas.protoconv import status_code_number
 from atlas.storage import read_manifest, read_trajectories
 
 
@@ -194,6 +195,27 @@ def test_cancel_list_and_restart(tmp_path: Path) -> None:
         jobs = again.client.list_evaluation_jobs(pb.ListEvaluationJobsRequest()).jobs
         assert {j.id for j in jobs} == {long.id, queued.id}
         assert all(j.status.state == job_pb2.JOB_STATE_CANCELLED for j in jobs)
+    finally:
+        again.stop()
+
+
+def test_a_job_running_when_the_service_stops_is_aborted_not_cancelled(tmp_path: Path) -> None:
+    svc = Service(tmp_path / "data")
+    try:
+        job = svc.client.create_evaluation_job(
+            pb.CreateEvaluationJobRequest(spec=_oracle(["babyai/GoToSeq"], 500, concurrency=2))
+        ).job
+        for event in svc.client.watch_evaluation_job(pb.WatchEvaluationJobRequest(id=job.id), timeout=60):
+            if event.job.episodes_done > 0:
+                break
+    finally:
+        svc.stop()  # no cancel: the service stops under a running job
+    again = Service(tmp_path / "data")
+    try:
+        stopped = again.client.get_evaluation_job(pb.GetEvaluationJobRequest(id=job.id)).job
+        assert stopped.status.state == job_pb2.JOB_STATE_FAILED
+        assert stopped.status.error.code == status_code_number("ABORTED")
+        assert "stopped while this job was running" in stopped.status.error.message
     finally:
         again.stop()
 

@@ -1,8 +1,8 @@
 """Evaluation jobs: validate a spec, queue it, run it on a worker thread, publish the results.
 
 Plain Python, no gRPC. Job state lives in ``<data_dir>/evaluator.sqlite`` (``atlas.jobs.JobStore``),
-so jobs survive a restart; a job that was RUNNING when the service died is marked FAILED (ABORTED) at
-the next start. One job runs at a time (the runner already runs its episodes concurrently). A job
+so jobs survive a restart; a job that was RUNNING when the service stopped is marked FAILED (ABORTED),
+on the way out or, if the process died, at the next start. One job runs at a time (the runner already runs its episodes concurrently). A job
 publishes under its ``output_uri``: ``transcripts/`` (every episode, AgentGym format, with the
 dataset manifest) and ``results.json`` (per-env numbers, policy, provenance).
 """
@@ -218,7 +218,13 @@ class EvaluatorCore:
             self.store.update(job.id, result=result)
             self.store.transition(job.id, JobState.SUCCEEDED)
         except Cancelled:
-            self.store.transition(job.id, JobState.CANCELLED)
+            if self._stopping.is_set() and not self.store.get(job.id).cancel_requested:
+                # Interrupted by the service stopping, not by a user: the outcome a restart gives a
+                # job it finds RUNNING, now without waiting for the restart.
+                error = JobError("ABORTED", "the service stopped while this job was running")
+                self.store.transition(job.id, JobState.FAILED, error=error)
+            else:
+                self.store.transition(job.id, JobState.CANCELLED)
         except AtlasError as exc:
             self.store.transition(
                 job.id, JobState.FAILED, error=JobError(exc.code, exc.message, exc.field_path)

@@ -122,6 +122,7 @@ class Runner:
         self.env_factory = env_factory
         self.on_result = on_result
         self.cancel = cancel or threading.Event()
+        policy.interrupt_on(self.cancel)
         self.metrics = metrics
         self.stats = RunStats()
         self._idle: dict[str, list[TextEnv]] = defaultdict(list)

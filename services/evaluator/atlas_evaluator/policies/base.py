@@ -8,6 +8,7 @@ the openai policy sends concurrent requests that the server (vLLM) batches itsel
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,10 @@ class Policy(abc.ABC):
 
     def end(self, episode_id: str) -> None:  # noqa: B027 - optional hook
         """The episode is over; drop what is kept for it."""
+
+    def interrupt_on(self, event: threading.Event) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~atlas.errors.Cancelled` from a ``generate`` call in progress once ``event`` is
+        set. A policy whose calls are short may ignore it: the runner checks the event between calls."""
 
     def describe(self) -> dict[str, Any]:
         """What evaluated (model, adapter, decoding, seed): recorded in every transcript and report."""

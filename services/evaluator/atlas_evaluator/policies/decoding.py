@@ -25,11 +25,13 @@ to float rounding); sampling uses one ``torch.Generator`` seeded from the policy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from atlas.errors import Cancelled
 
 
 @dataclass(slots=True)
@@ -175,12 +177,22 @@ def decode(
     stop_ids: set[int],
     sampler: Sampler,
     share_prefixes: bool = True,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[Decoded]:
     """Generate up to ``max_new_tokens`` for every prompt, in one batch after per-row prefill.
 
     ``share_prefixes``: a row without a session reuses the keys/values of an earlier row of the batch
     that shares at least ``MIN_SHARED_PREFIX`` leading tokens (read only: caches are sliced and
-    extended by copy, never written in place)."""
+    extended by copy, never written in place).
+
+    ``should_stop`` is asked before every row's prefill and every decoding step; when it answers true
+    the call raises :class:`~atlas.errors.Cancelled` (a cancelled job, or a stopping service, does not
+    wait for a batch that can take minutes on a CPU)."""
+
+    def check() -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled("generation interrupted: the evaluation was cancelled")
+
     rows = len(prompts)
     device = model.device
     lengths = [len(p) for p in prompts]
@@ -188,6 +200,7 @@ def decode(
     row_layers: list[Layers] = []
     reused = []
     for i, (prompt, session) in enumerate(zip(prompts, sessions, strict=True)):
+        check()
         if session is None and share_prefixes:
             session = _sibling(prompts, row_layers, i)
         logits, cache, n = _prefill(model, prompt, session)
@@ -242,6 +255,7 @@ def decode(
     attend = torch.ones((len(active), 1, 1, 1), dtype=torch.bool, device=device)
     step = 0
     while active:
+        check()
         step += 1
         ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
         positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device)

@@ -9,6 +9,7 @@ ends its turn leaves the batch at once. A chat that no longer fits ``max_context
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,6 +113,7 @@ class TransformersPolicy(Policy):
         # First-turn caches of recent episodes: a new episode of the same env starts with the same
         # instruction, so its first prefill reuses that shared prefix (vLLM's prefix caching, in small).
         self._prefixes: list[Session] = []
+        self._interrupt: threading.Event | None = None
         stops = model.generation_config.eos_token_id if model.generation_config is not None else None
         stops = stops if isinstance(stops, list) else [stops]
         self._stop_ids = {int(t) for t in [*stops, self.tokenizer.eos_token_id] if t is not None}
@@ -154,6 +156,11 @@ class TransformersPolicy(Policy):
     def end(self, episode_id: str) -> None:
         self._sessions.pop(episode_id, None)
 
+    def interrupt_on(self, event: threading.Event) -> None:
+        # Checked before every prefill and decoding step: a 20-row SmolLM2 call can take minutes on
+        # a loaded CPU, and a cancel (or a stopping service) should not wait for it.
+        self._interrupt = event
+
     def _shared_prefix(self, prompt: list[int]) -> Session | None:
         """The remembered first-turn cache sharing the longest prefix with ``prompt`` (>= 16 tokens;
         rows of one batch also share with each other, see ``decoding.decode``).
@@ -192,6 +199,7 @@ class TransformersPolicy(Policy):
                 max_new_tokens=self.generation.max_new_tokens,
                 stop_ids=self._stop_ids,
                 sampler=self._sampler,
+                should_stop=self._interrupt.is_set if self._interrupt is not None else None,
             )
         seconds = time.perf_counter() - started
         replies = []
