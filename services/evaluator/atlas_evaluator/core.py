@@ -2,9 +2,10 @@
 
 Plain Python, no gRPC. Job state lives in ``<data_dir>/evaluator.sqlite`` (``atlas.jobs.JobStore``),
 so jobs survive a restart; a job that was RUNNING when the service stopped is marked FAILED (ABORTED),
-on the way out or, if the process died, at the next start. One job runs at a time (the runner already runs its episodes concurrently). A job
-publishes under its ``output_uri``: ``transcripts/`` (every episode, AgentGym format, with the
-dataset manifest) and ``results.json`` (per-env numbers, policy, provenance).
+on the way out or, if the process died, at the next start. One job runs at a time (the runner
+already runs its episodes concurrently). A job publishes under its ``output_uri``: ``transcripts/``
+(every episode, AgentGym format, with the dataset manifest) and ``results.json`` (per-env numbers,
+policy, provenance).
 """
 
 from __future__ import annotations
