@@ -170,12 +170,16 @@ def test_bad_input_gets_clear_errors_and_the_service_stays_up(
     assert service.client.list_environments(pb.ListEnvironmentsRequest()).environments
 
 
+def _long_job(svc: Service) -> pb.EvaluationJob:
+    """An oracle job of 500 episodes: still running when a test cancels it or stops the service."""
+    spec = _oracle(["babyai/GoToSeq"], 500, concurrency=2)
+    return svc.client.create_evaluation_job(pb.CreateEvaluationJobRequest(spec=spec)).job
+
+
 def test_cancel_list_and_restart(tmp_path: Path) -> None:
     svc = Service(tmp_path / "data")
     try:
-        long = svc.client.create_evaluation_job(
-            pb.CreateEvaluationJobRequest(spec=_oracle(["babyai/GoToSeq"], 500, concurrency=2))
-        ).job
+        long = _long_job(svc)
         queued = svc.client.create_evaluation_job(
             pb.CreateEvaluationJobRequest(spec=_oracle(["babyai"], 1))
         ).job
@@ -202,9 +206,7 @@ def test_cancel_list_and_restart(tmp_path: Path) -> None:
 def test_a_job_running_when_the_service_stops_is_aborted_not_cancelled(tmp_path: Path) -> None:
     svc = Service(tmp_path / "data")
     try:
-        job = svc.client.create_evaluation_job(
-            pb.CreateEvaluationJobRequest(spec=_oracle(["babyai/GoToSeq"], 500, concurrency=2))
-        ).job
+        job = _long_job(svc)
         for event in svc.client.watch_evaluation_job(pb.WatchEvaluationJobRequest(id=job.id), timeout=60):
             if event.job.episodes_done > 0:
                 break
