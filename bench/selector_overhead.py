@@ -1,6 +1,7 @@
 """Overhead of the selector service over calling the rules backend in-process.
 
-    .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 50] [--rounds 3]
+    .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 50] [--rounds 30]
+                                                [--wire columns|messages]
 
 Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the same N trajectories
 (the hand-labelled dev set, repeated under new ids) three ways:
@@ -9,13 +10,15 @@ Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the s
 * unary: ``SelectSteps`` batches of ``--batch``, ``--inflight`` calls in flight at once, labels_only;
 * stream: one ``StreamSelectSteps`` call, batches of ``--batch``, labels_only.
 
-The service times include the client's conversion to protobuf. The three run interleaved for
-``--rounds`` rounds and each reports its best round (the machine may be shared; best-of filters
-out other tenants' bursts). Throughputs are trajectories/s; the
-last line is ``ratio=<service/direct>`` (wall-clock throughput) for the streaming path (the one
-pipelines use). On a loaded machine two processes (client + server) get more CPU share than one,
-which flatters the service: so it also prints the CPU-time ratio (all CPU the service path burns in
-client and server vs the direct call), which other tenants cannot skew.
+The service sides send the trajectories as ``--wire``: TrajectoryColumns (default; what
+``atlas select --server`` sends) or repeated Trajectory, and their times include the client's
+conversion to protobuf. The three sides run back to back for ``--rounds`` rounds, in an order that
+rotates from round to round; a side's throughput is over all its rounds (this VM's speed changes
+within a second by +-20%: only many interleaved rounds average that out). Last line:
+``ratio=<service/direct>`` (wall-clock throughput) for the streaming path (the one pipelines use).
+It also prints the median of the rounds' own ratios, and the CPU-time ratio (all CPU the service
+path burns in client and server vs the direct call): two processes may get more of a loaded
+machine than one, which would flatter the wall-clock ratio.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -39,7 +43,7 @@ from procs import free_port, start_process, stop_process, wait_until  # noqa: E4
 
 from atlas.data.formats import read_file  # noqa: E402
 from atlas.data.model import Trajectory  # noqa: E402
-from atlas.protoconv import trajectory_to_proto  # noqa: E402
+from atlas.protoconv import trajectories_to_columns, trajectory_to_proto  # noqa: E402
 from atlas.selector.v1 import selector_service_pb2 as pb  # noqa: E402
 
 DEV = ROOT / "tests" / "data" / "selector_dev" / "dev.jsonl"
@@ -79,10 +83,22 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--inflight", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--wire",
+        choices=("columns", "messages"),
+        default="columns",
+        help="how the client sends trajectories: TrajectoryColumns (the pipeline way, the default) or "
+        "repeated Trajectory (one Message per turn)",
+    )
+    parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     trajectories = workload(args.trajectories)
     n = len(trajectories)
+
+    def wire(chunk: list[Trajectory]) -> dict[str, Any]:
+        if args.wire == "columns":
+            return {"columns": trajectories_to_columns(chunk)}
+        return {"trajectories": [trajectory_to_proto(t) for t in chunk]}
 
     selector = Selector()
     resolved = selector.resolve(SelectionOptions("rules"))
@@ -124,9 +140,7 @@ def main() -> None:
 
         def unary() -> None:
             def call(chunk: list[Trajectory]) -> int:
-                request = pb.SelectStepsRequest(
-                    trajectories=[trajectory_to_proto(t) for t in chunk], config=config, labels_only=True
-                )
+                request = pb.SelectStepsRequest(config=config, labels_only=True, **wire(chunk))
                 return len(client.select_steps(request).results)
 
             with ThreadPoolExecutor(args.inflight) as pool:
@@ -136,19 +150,24 @@ def main() -> None:
             def requests() -> Iterator[pb.StreamSelectStepsRequest]:
                 for k, chunk in enumerate(chunks(trajectories, args.batch)):
                     yield pb.StreamSelectStepsRequest(
-                        config=config if k == 0 else None,
-                        trajectories=[trajectory_to_proto(t) for t in chunk],
-                        labels_only=True,
+                        config=config if k == 0 else None, labels_only=True, **wire(chunk)
                     )
 
             got = sum(len(reply.results) for reply in client.stream_select_steps(requests()))
             assert got == n
 
-        # Interleaved rounds, best of each: other tenants' load hits all three alike.
+        # Interleaved rounds: each round runs the three sides back to back, in an order that rotates
+        # from round to round, so a slow drift of the machine's speed (seconds long on this VM) hits
+        # all three alike and each round's own ratio compares like with like.
+        sides: list[tuple[str, Callable[[], None]]] = [
+            ("direct", direct),
+            ("unary", unary),
+            ("stream", stream),
+        ]
         times: dict[str, list[float]] = {"direct": [], "unary": [], "stream": []}
         cpus: dict[str, list[float]] = {"direct": [], "unary": [], "stream": []}
-        for _ in range(args.rounds):
-            for name, run in (("direct", direct), ("unary", unary), ("stream", stream)):
+        for k in range(args.rounds):
+            for name, run in sides[k % 3 :] + sides[: k % 3]:
                 wall, cpu = timed(run, proc.pid)
                 times[name].append(wall)
                 cpus[name].append(cpu)
@@ -156,34 +175,36 @@ def main() -> None:
     finally:
         stop_process(proc)
 
-    direct_s, unary_s, stream_s = (min(times[name]) for name in ("direct", "unary", "stream"))
-    direct_c, unary_c, stream_c = (min(cpus[name]) for name in ("direct", "unary", "stream"))
+    def ratio(samples: dict[str, list[float]], name: str) -> float:
+        """direct / service over all rounds: the same trajectories, interleaved, so every stretch of
+        the machine's speed is shared by both sides (its speed changes within a second on this VM,
+        faster than a round: only many rounds average it out)."""
+        return sum(samples["direct"]) / sum(samples[name])
+
+    def median_ratio(samples: dict[str, list[float]], name: str) -> float:
+        return statistics.median(d / x for d, x in zip(samples["direct"], samples[name], strict=True))
+
     print(
-        f"trajectories={n} batch={args.batch} inflight={args.inflight} rounds={args.rounds}, best round each,"
+        f"trajectories={n} batch={args.batch} inflight={args.inflight} rounds={args.rounds} wire={args.wire},"
         " interleaved"
     )
-    print(f"direct   {n / direct_s:9.1f} traj/s  ({direct_s:.3f} s)")
-    print(f"unary    {n / unary_s:9.1f} traj/s  ({unary_s:.3f} s)  ratio_unary={direct_s / unary_s:.3f}")
-    print(f"stream   {n / stream_s:9.1f} traj/s  ({stream_s:.3f} s)  ratio_stream={direct_s / stream_s:.3f}")
+    for name in ("direct", "unary", "stream"):
+        walls = times[name]
+        line = f"{name:7s} {n * len(walls) / sum(walls):7.1f} traj/s (best round {n / min(walls):7.1f})"
+        if name != "direct":
+            line += (
+                f"  ratio_{name}={ratio(times, name):.3f} (median of rounds {median_ratio(times, name):.3f})"
+            )
+        print(line)
     print(
-        f"cpu seconds (client + server): direct {direct_c:.3f}, unary {unary_c:.3f} "
-        f"(cpu_ratio_unary={direct_c / unary_c:.3f}), stream {stream_c:.3f} "
-        f"(cpu_ratio_stream={direct_c / stream_c:.3f})"
-    )
-    # Each round's own ratio, then the median: neighbouring runs share the machine's state, so this
-    # is steadier under load than best-of-each.
-    per_round = {
-        name: statistics.median(d / c for d, c in zip(cpus["direct"], cpus[name], strict=True))
-        for name in ("unary", "stream")
-    }
-    print(
-        f"cpu ratio, median of per-round ratios: unary {per_round['unary']:.3f}, "
-        f"stream {per_round['stream']:.3f}"
+        "cpu seconds per round (client + server): "
+        + ", ".join(f"{name} {statistics.mean(cpus[name]):.3f}" for name in ("direct", "unary", "stream"))
+        + f"; cpu_ratio_unary={ratio(cpus, 'unary'):.3f} cpu_ratio_stream={ratio(cpus, 'stream'):.3f}"
     )
     print(
         f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"
     )
-    print(f"ratio={direct_s / stream_s:.3f}")
+    print(f"ratio={ratio(times, 'stream'):.3f}")
 
 
 if __name__ == "__main__":

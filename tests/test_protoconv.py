@@ -18,7 +18,9 @@ from atlas.protoconv import (
     job_state_to_proto,
     step_label_from_proto,
     step_label_to_proto,
+    trajectories_from_columns,
     trajectories_from_proto,
+    trajectories_to_columns,
     trajectory_from_proto,
     trajectory_to_proto,
 )
@@ -119,6 +121,88 @@ def test_default_field_path_is_trajectory() -> None:
     with pytest.raises(InvalidArgument) as caught:
         trajectory_from_proto(bad("role"))
     assert str(caught.value).startswith("trajectory.messages[5].role: ")
+
+
+def _without_metadata_and_labels(t: Trajectory) -> Trajectory:
+    return Trajectory(t.id, t.messages, t.source_env, t.task)
+
+
+def test_columns_round_trip_turns_train_flags_tasks_and_envs() -> None:
+    trajectories = [trajectory(), *read_file(SAMPLE)]
+    columns = trajectories_to_columns(trajectories)
+    assert len(columns.train) == len(columns.contents) == sum(len(t.messages) for t in trajectories)
+    wire = trajectory_pb2.TrajectoryColumns.FromString(columns.SerializeToString())
+    # Metadata and labels are not carried: that is the documented price of the cheap form.
+    assert trajectories_from_columns(wire) == [_without_metadata_and_labels(t) for t in trajectories]
+
+
+def test_columns_leave_out_what_no_trajectory_states() -> None:
+    plain = Trajectory("p", [Message(Role.USER, "go"), Message(Role.ASSISTANT, "Action: go")])
+    columns = trajectories_to_columns([plain, plain])
+    assert (columns.train, list(columns.tasks), list(columns.source_envs)) == (b"", [], [])
+    assert columns.roles == bytes([trajectory_pb2.ROLE_USER, trajectory_pb2.ROLE_ASSISTANT] * 2)
+    assert trajectories_from_columns(columns) == [plain, plain]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field_path", "message"),
+    [
+        ("role", "columns.roles[11]", "got 0"),
+        ("role-unknown", "columns.roles[11]", "got 17"),
+        ("train", "columns.train[7]", "only assistant turns may have train=true"),
+        ("train-byte", "columns.train[7]", "got 9"),
+        ("id", "columns.ids[1]", "non-empty id"),
+    ],
+)
+def test_a_bad_trajectory_in_columns_fails_alone(mutate: str, field_path: str, message: str) -> None:
+    columns = trajectories_to_columns([trajectory()] * 3)
+    roles, train = bytearray(columns.roles), bytearray(columns.train)
+    if mutate == "role":
+        roles[11] = trajectory_pb2.ROLE_UNSPECIFIED  # trajectory 1, message 5
+    elif mutate == "role-unknown":
+        roles[11] = 17
+    elif mutate == "train":
+        train[7] = 2  # trajectory 1, message 1: a user turn
+    elif mutate == "train-byte":
+        train[7] = 9
+    elif mutate == "id":
+        columns.ids[1] = ""
+    columns.roles, columns.train = bytes(roles), bytes(train)
+    first, failed, last = trajectories_from_columns(columns)
+    assert isinstance(first, Trajectory) and isinstance(last, Trajectory)
+    assert isinstance(failed, InvalidArgument)
+    assert failed.field_path == field_path
+    assert message in failed.message
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field_path"),
+    [
+        ("counts", "columns.message_counts"),
+        ("contents", "columns.contents"),
+        ("roles", "columns.roles"),
+        ("train", "columns.train"),
+        ("tasks", "columns.tasks"),
+        ("source_envs", "columns.source_envs"),
+    ],
+)
+def test_columns_that_disagree_in_length_fail_as_a_whole(mutate: str, field_path: str) -> None:
+    columns = trajectories_to_columns([trajectory()] * 2)
+    if mutate == "counts":
+        columns.message_counts.append(1)
+    elif mutate == "contents":
+        columns.contents.append("one too many")
+    elif mutate == "roles":
+        columns.roles = columns.roles[:-1]
+    elif mutate == "train":
+        columns.train = columns.train + b"\x00"
+    elif mutate == "tasks":
+        del columns.tasks[1:]
+    elif mutate == "source_envs":
+        columns.source_envs.append("extra")
+    with pytest.raises(InvalidArgument) as caught:
+        trajectories_from_columns(columns, field_path="req.columns")
+    assert caught.value.field_path == f"req.{field_path}"
 
 
 def test_dataset_formats_map_both_ways() -> None:

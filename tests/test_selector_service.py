@@ -28,7 +28,7 @@ from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
 from atlas.data.formats import read_file, write_file
 from atlas.data.model import Message, Role, Trajectory
 from atlas.jobs import JobState, JobStore
-from atlas.protoconv import trajectory_to_proto
+from atlas.protoconv import trajectories_to_columns, trajectory_to_proto
 from atlas.selector.v1 import selector_service_pb2 as pb
 from atlas.storage import StorageOptions
 
@@ -177,6 +177,73 @@ def test_stream_returns_every_result_keyed_by_id(service: Service) -> None:
         )
     by_id = {r.trajectory_id: [label.step_index for label in r.labels] for r in results}
     assert by_id == {r.trajectory_id: [label.step_index for label in r.labels] for r in again.results}
+
+
+def dev_trajectories() -> list[Trajectory]:
+    trajectories = list(read_file(DEV, "agentgym"))
+    for t in trajectories:
+        t.labels = []
+    return trajectories
+
+
+def labels_by_id(results: Iterator[pb.SelectionResult] | list[pb.SelectionResult]) -> dict[str, list[int]]:
+    return {r.trajectory_id: [label.step_index for label in r.labels] for r in results}
+
+
+def test_columns_get_the_same_labels_as_messages_and_follow_them(service: Service) -> None:
+    trajectories = dev_trajectories()
+    config = pb.SelectionConfig(backend="rules")
+    with service.client() as client:
+        as_messages = client.select_steps(
+            pb.SelectStepsRequest(trajectories=dev_protos(), config=config, labels_only=True)
+        ).results
+        requests = [
+            pb.StreamSelectStepsRequest(
+                config=config if k == 0 else None, columns=trajectories_to_columns(trajectories[k : k + 5])
+            )
+            for k in range(0, len(trajectories), 5)
+        ]
+        streamed = [r for reply in client.stream_select_steps(iter(requests)) for r in reply.results]
+        # Both fields in one request: the columns' results come after the messages' ones.
+        mixed = client.select_steps(
+            pb.SelectStepsRequest(
+                trajectories=dev_protos()[:2],
+                columns=trajectories_to_columns(trajectories[2:5]),
+                config=config,
+            )
+        ).results
+    assert labels_by_id(streamed) == labels_by_id(as_messages)
+    assert len(labels_by_id(streamed)) == 23
+    assert [r.trajectory_id for r in mixed] == [t.id for t in trajectories[:5]]
+    assert labels_by_id(mixed) == {
+        k: v for k, v in labels_by_id(as_messages).items() if k in labels_by_id(mixed)
+    }
+    # Not labels_only: the masked trajectory is rebuilt from the columns.
+    assert all(r.masked_trajectory.messages and not r.HasField("error") for r in mixed[2:])
+
+
+def test_bad_columns_fail_alone_or_as_a_request(service: Service) -> None:
+    columns = trajectories_to_columns(dev_trajectories()[:3])
+    first = columns.message_counts[0]
+    roles = bytearray(columns.roles)
+    roles[first + 1] = 42  # trajectory 1, message 1
+    columns.roles = bytes(roles)
+    with service.client() as client:
+        results = client.select_steps(pb.SelectStepsRequest(columns=columns, labels_only=True)).results
+        assert [r.HasField("error") for r in results] == [False, True, False]
+        assert results[1].error.field_path == f"columns.roles[{first + 1}]"
+        assert "got 42" in results[1].error.message
+        columns.contents.append("a message no count accounts for")
+        with pytest.raises(errors.InvalidArgument) as bad:
+            client.select_steps(pb.SelectStepsRequest(columns=columns))
+        assert bad.value.field_path == "columns.contents"
+        with pytest.raises(errors.InvalidArgument, match="at most 100"):
+            client.select_steps(
+                pb.SelectStepsRequest(
+                    trajectories=dev_protos()[:1] * 60,
+                    columns=trajectories_to_columns(dev_trajectories() * 2),
+                )
+            )
 
 
 def test_stream_without_a_first_config_is_invalid_argument(service: Service) -> None:

@@ -8,7 +8,7 @@ request field, e.g. ``trajectories[2].messages[5].role``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -94,16 +94,9 @@ def trajectory_from_proto(msg: trajectory_pb2.Trajectory, field_path: str = "tra
         for m in msg.messages
     ]
     for i, message in enumerate(messages):
-        if message.role is None:
-            raise InvalidArgument(
-                f"role must be one of {', '.join(r.name for r in Role)}, got {msg.messages[i].role}",
-                field_path=f"{field_path}.messages[{i}].role",
-            )
-        if message.train is True and message.role is not Role.ASSISTANT:
-            raise InvalidArgument(
-                f"only assistant turns may have train=true, this is a {message.role.value} turn",
-                field_path=f"{field_path}.messages[{i}].train",
-            )
+        if message.role is None or (message.train is True and message.role is not Role.ASSISTANT):
+            at = f"{field_path}.messages[{i}]"
+            _bad_turn(message, msg.messages[i].role, _ROLE_NAMES, f"{at}.role", f"{at}.train")
     trajectory = Trajectory(
         id=msg.id,
         messages=messages,
@@ -116,6 +109,122 @@ def trajectory_from_proto(msg: trajectory_pb2.Trajectory, field_path: str = "tra
     )
     check_labels(trajectory, field_path=f"{field_path}.labels")
     return trajectory
+
+
+# TrajectoryColumns: one byte per role and per train flag.
+_ROLE_BYTE: dict[Role, int] = {role: int(value) for role, value in _ROLE_TO_PROTO.items()}
+_ROLE_OF_BYTE: tuple[Role | None, ...] = tuple(_ROLE_FROM_PROTO.get(b) for b in range(256))
+_KNOWN_ROLE_BYTES = bytes(_ROLE_BYTE.values())
+_ROLE_NAMES = ", ".join(r.name for r in Role)
+_ROLE_BYTES_HELP = ", ".join(f"{value} ({role.name})" for role, value in _ROLE_BYTE.items())
+_TRAIN_BYTE = {None: 0, False: 1, True: 2}
+_TRAIN_OF_BYTE: tuple[bool | None, ...] = (None, False, True)
+
+
+def trajectories_to_columns(trajectories: Sequence[Trajectory]) -> trajectory_pb2.TrajectoryColumns:
+    """Trajectories as one TrajectoryColumns message (ids, turns, train flags, tasks, source envs).
+
+    Metadata and labels are not carried. The cheap way to send many trajectories: a few repeated
+    fields instead of a sub-message per turn.
+    """
+    messages = [m for t in trajectories for m in t.messages]
+    columns = trajectory_pb2.TrajectoryColumns(
+        ids=[t.id for t in trajectories],
+        message_counts=[len(t.messages) for t in trajectories],
+        roles=bytes([_ROLE_BYTE[m.role] for m in messages]),
+        contents=[m.content for m in messages],
+    )
+    if any(m.train is not None for m in messages):
+        columns.train = bytes([_TRAIN_BYTE[m.train] for m in messages])
+    if any(t.task for t in trajectories):
+        columns.tasks.extend(t.task for t in trajectories)
+    if any(t.source_env for t in trajectories):
+        columns.source_envs.extend(t.source_env for t in trajectories)
+    return columns
+
+
+def trajectories_from_columns(
+    columns: trajectory_pb2.TrajectoryColumns, field_path: str = "columns"
+) -> list[Trajectory | InvalidArgument]:
+    """The trajectories of a TrajectoryColumns, each a Trajectory or the InvalidArgument it fails with
+    (an unknown role, train=true on a turn that is not the assistant's: that trajectory alone fails).
+
+    Raises InvalidArgument when the columns disagree in length (the message as a whole is wrong).
+    """
+    ids, counts, roles, train = list(columns.ids), list(columns.message_counts), columns.roles, columns.train
+    contents = list(columns.contents)
+    n, total = len(ids), sum(counts)
+
+    def check(length: int, expected: int, name: str, what: str) -> None:
+        if length != expected:
+            raise InvalidArgument(
+                f"has {length} entries, expected {expected} ({what})", field_path=f"{field_path}.{name}"
+            )
+
+    check(len(counts), n, "message_counts", "one per id")
+    check(len(contents), total, "contents", "one per message, the sum of message_counts")
+    check(len(roles), total, "roles", "one byte per message")
+    if train:
+        check(len(train), total, "train", "empty or one byte per message")
+    tasks = list(columns.tasks) or [""] * n
+    check(len(tasks), n, "tasks", "empty or one per id")
+    envs = list(columns.source_envs) or [""] * n
+    check(len(envs), n, "source_envs", "empty or one per id")
+    # Hot path (a pipeline's whole traffic): build each Message straight from the columns; look for
+    # problems only where a quick scan of the whole batch says there is one.
+    suspect_roles = bool(roles.translate(None, _KNOWN_ROLE_BYTES))
+    suspect_train = bool(train) and max(train) > 1
+    # Every message of the batch at once (the role of an unknown byte is None until checked), then
+    # each trajectory takes its slice.
+    role_list = list(map(_ROLE_OF_BYTE.__getitem__, roles))
+    if train:
+        flags = [_TRAIN_OF_BYTE[b] if b < 3 else None for b in train]
+        every: list[Message] = list(map(Message, role_list, contents, flags))  # type: ignore[arg-type]
+    else:
+        every = list(map(Message, role_list, contents))  # type: ignore[arg-type]
+    out: list[Trajectory | InvalidArgument] = []
+    start = 0
+    for k in range(n):
+        end = start + counts[k]
+        messages = every[start:end]
+        try:
+            if not ids[k]:
+                raise InvalidArgument(
+                    "a trajectory needs a non-empty id", field_path=f"{field_path}.ids[{k}]"
+                )
+            if suspect_roles or suspect_train:
+                _check_column_messages(messages, roles, train, start, field_path)
+            out.append(Trajectory(id=ids[k], messages=messages, source_env=envs[k], task=tasks[k]))
+        except InvalidArgument as error:
+            out.append(error)
+        start = end
+    return out
+
+
+def _check_column_messages(
+    messages: list[Message], roles: bytes, train: bytes, start: int, field_path: str
+) -> None:
+    for i, message in enumerate(messages):
+        at = start + i
+        if train and train[at] > 2:
+            raise InvalidArgument(
+                f"a train flag is 0 (not stated), 1 (false) or 2 (true), got {train[at]}",
+                field_path=f"{field_path}.train[{at}]",
+            )
+        if message.role is None or (message.train is True and message.role is not Role.ASSISTANT):
+            _bad_turn(
+                message, roles[at], _ROLE_BYTES_HELP, f"{field_path}.roles[{at}]", f"{field_path}.train[{at}]"
+            )
+
+
+def _bad_turn(message: Message, got_role: int, roles_help: str, role_path: str, train_path: str) -> None:
+    """Raise the error of a turn with an unknown role or train=true on a turn not the assistant's."""
+    if message.role is None:
+        raise InvalidArgument(f"role must be one of {roles_help}, got {got_role}", field_path=role_path)
+    raise InvalidArgument(
+        f"only assistant turns may have train=true, this is a {message.role.value} turn",
+        field_path=train_path,
+    )
 
 
 def trajectories_from_proto(

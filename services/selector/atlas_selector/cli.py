@@ -147,12 +147,13 @@ def _local(selector: Any, source: Iterator[Any], options: Any) -> Iterator[Any]:
 
 def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Iterator[Any]:
     """Stream batches to the service and rebuild each masked trajectory from the labels it returns
-    (labels_only: the trajectories stay here, only labels travel back)."""
+    (labels_only: the trajectories stay here, only labels travel back; they go out in columns, the
+    cheap form, since metadata and labels need not travel)."""
     from collections import defaultdict, deque
     from itertools import islice
 
     from atlas.errors import AtlasError
-    from atlas.protoconv import step_label_from_proto, trajectory_to_proto
+    from atlas.protoconv import step_label_from_proto, trajectories_to_columns
     from atlas.selector.v1 import selector_service_pb2 as pb
     from atlas_selector.client import SelectorClient
     from atlas_selector.convert import options_to_proto
@@ -169,7 +170,7 @@ def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Ite
             pending.extend(chunk)
             yield pb.StreamSelectStepsRequest(
                 config=options_to_proto(options) if first else None,
-                trajectories=[trajectory_to_proto(t) for t in chunk],
+                columns=trajectories_to_columns(chunk),
                 labels_only=True,
             )
             first = False

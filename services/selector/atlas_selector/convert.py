@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
+
 from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
 from atlas.data.model import Trajectory
 from atlas.errors import AtlasError, InvalidArgument
@@ -15,6 +17,7 @@ from atlas.protoconv import (
     dataset_format_to_proto,
     job_status_to_proto,
     status_code_number,
+    trajectories_from_columns,
     trajectory_from_proto,
     trajectory_to_proto,
 )
@@ -48,16 +51,35 @@ def options_to_proto(options: SelectionOptions) -> pb.SelectionConfig:
 
 
 def decode_batch(
-    msgs: Sequence[trajectory_pb2.Trajectory], field_path: str = "trajectories"
+    msgs: Sequence[trajectory_pb2.Trajectory],
+    columns: trajectory_pb2.TrajectoryColumns | None = None,
+    field_path: str = "trajectories",
 ) -> list[Trajectory | Undecodable]:
-    """Each trajectory decoded, or an Undecodable carrying why (it then fails alone)."""
+    """Each trajectory decoded, or an Undecodable carrying why (it then fails alone): those of
+    ``msgs`` first, then those of ``columns``. Columns whose lengths disagree fail the request."""
     decoded: list[Trajectory | Undecodable] = []
     for k, msg in enumerate(msgs):
         try:
             decoded.append(trajectory_from_proto(msg, f"{field_path}[{k}]"))
         except AtlasError as error:
             decoded.append(Undecodable(msg.id, error))
+    if columns is not None and _has_any(columns):
+        for k, item in enumerate(trajectories_from_columns(columns)):
+            decoded.append(item if isinstance(item, Trajectory) else Undecodable(columns.ids[k], item))
     return decoded
+
+
+def _has_any(columns: trajectory_pb2.TrajectoryColumns) -> bool:
+    """Whether any column is set: a request with contents but no ids is malformed, not empty."""
+    return bool(
+        columns.ids
+        or columns.message_counts
+        or columns.roles
+        or columns.contents
+        or columns.train
+        or columns.tasks
+        or columns.source_envs
+    )
 
 
 def job_error_to_proto(error: AtlasError) -> job_pb2.JobError:
@@ -66,16 +88,23 @@ def job_error_to_proto(error: AtlasError) -> job_pb2.JobError:
     )
 
 
-def result_to_proto(outcome: Outcome, prompt_version: str = "") -> pb.SelectionResult:
-    result = pb.SelectionResult(
-        trajectory_id=outcome.trajectory_id, step_count=outcome.step_count, prompt_version=prompt_version
-    )
-    add_step_labels(result.labels, outcome.labels)
-    if outcome.error is not None:
-        result.error.CopyFrom(job_error_to_proto(outcome.error))
-    elif outcome.masked is not None:
-        result.masked_trajectory.CopyFrom(trajectory_to_proto(outcome.masked))
-    return result
+def add_results(
+    field: RepeatedCompositeFieldContainer[pb.SelectionResult],
+    outcomes: Sequence[Outcome],
+    prompt_version: str = "",
+) -> None:
+    """Append one SelectionResult per outcome to a response's ``results``, built in place with
+    ``add(...)`` (cheaper than a message per result copied in: a response answers thousands)."""
+    add = field.add
+    for outcome in outcomes:
+        result = add(trajectory_id=outcome.trajectory_id, step_count=outcome.step_count)
+        if prompt_version:
+            result.prompt_version = prompt_version
+        add_step_labels(result.labels, outcome.labels)
+        if outcome.error is not None:
+            result.error.CopyFrom(job_error_to_proto(outcome.error))
+        elif outcome.masked is not None:
+            result.masked_trajectory.CopyFrom(trajectory_to_proto(outcome.masked))
 
 
 def job_spec_from_proto(msg: pb.CreateSelectionJobRequest) -> SelectionJobSpec:

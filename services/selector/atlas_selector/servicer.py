@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
+from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from atlas.common.v1 import trajectory_pb2
 from atlas.errors import InvalidArgument
@@ -16,11 +17,11 @@ from atlas.protoconv import job_state_from_proto
 from atlas.selector.v1 import selector_service_pb2 as pb
 from atlas.selector.v1 import selector_service_pb2_grpc as pb_grpc
 from atlas_selector.convert import (
+    add_results,
     decode_batch,
     job_spec_from_proto,
     job_to_proto,
     options_from_proto,
-    result_to_proto,
 )
 from atlas_selector.jobs import SelectionJobs
 from atlas_selector.pipeline import BoundedPipeline
@@ -39,18 +40,27 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         self.pipeline = pipeline
 
     def _select(
-        self, trajectories: Sequence[trajectory_pb2.Trajectory], resolved: Resolved, labels_only: bool
-    ) -> list[pb.SelectionResult]:
-        self.selector.check_batch(len(trajectories))
-        outcomes = self.selector.select(decode_batch(trajectories), resolved, labels_only=labels_only)
-        return [result_to_proto(outcome, resolved.prompt_version) for outcome in outcomes]
+        self,
+        trajectories: Sequence[trajectory_pb2.Trajectory],
+        columns: trajectory_pb2.TrajectoryColumns,
+        resolved: Resolved,
+        labels_only: bool,
+        results: RepeatedCompositeFieldContainer[pb.SelectionResult],
+    ) -> None:
+        """Select and append the results to a response's ``results``."""
+        self.selector.check_batch(len(trajectories) + len(columns.ids))
+        outcomes = self.selector.select(
+            decode_batch(trajectories, columns), resolved, labels_only=labels_only
+        )
+        add_results(results, outcomes, resolved.prompt_version)
 
     def SelectSteps(
         self, request: pb.SelectStepsRequest, context: grpc.ServicerContext
     ) -> pb.SelectStepsResponse:
         resolved = self.selector.resolve(options_from_proto(request.config))
-        results = self._select(request.trajectories, resolved, request.labels_only)
-        return pb.SelectStepsResponse(results=results)
+        response = pb.SelectStepsResponse()
+        self._select(request.trajectories, request.columns, resolved, request.labels_only, response.results)
+        return response
 
     def StreamSelectSteps(
         self, request_iterator: Iterator[pb.StreamSelectStepsRequest], context: grpc.ServicerContext
@@ -68,16 +78,18 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
             elif "resolved" not in state:
                 raise InvalidArgument("the first message of the stream needs a config", field_path="config")
             resolved, labels_only = state["resolved"], request.labels_only
-            trajectories = list(request.trajectories)
-            self.selector.check_batch(len(trajectories))
+            trajectories, columns = list(request.trajectories), request.columns
+            units = len(trajectories) + len(columns.ids)
+            self.selector.check_batch(units)
 
             def work() -> pb.StreamSelectStepsResponse:
                 overlap = getattr(resolved.backend, "concurrency", 1) > 1
                 with contextlib.nullcontext() if overlap else cpu_turn:
-                    results = self._select(trajectories, resolved, labels_only)
-                return pb.StreamSelectStepsResponse(results=results)
+                    response = pb.StreamSelectStepsResponse()
+                    self._select(trajectories, columns, resolved, labels_only, response.results)
+                return response
 
-            return max(1, len(trajectories)), work
+            return max(1, units), work
 
         # The first message's backend decides how the stream runs: a judge (requests wait on I/O)
         # through the threaded pipeline, so batches overlap; a CPU-bound backend in this thread.

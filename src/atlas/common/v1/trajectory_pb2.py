@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n atlas/common/v1/trajectory.proto\x12\x0f\x61tlas.common.v1\"]\n\x07Message\x12#\n\x04role\x18\x01 \x01(\x0e\x32\x15.atlas.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x12\n\x05train\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x08\n\x06_train\"\x80\x02\n\nTrajectory\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsource_env\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\x12*\n\x08messages\x18\x04 \x03(\x0b\x32\x18.atlas.common.v1.Message\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).atlas.common.v1.Trajectory.MetadataEntry\x12*\n\x06labels\x18\x06 \x03(\x0b\x32\x1a.atlas.common.v1.StepLabel\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"`\n\tStepLabel\x12\x12\n\nstep_index\x18\x01 \x01(\r\x12,\n\x08\x63riteria\x18\x02 \x03(\x0e\x32\x1a.atlas.common.v1.Criterion\x12\x11\n\trationale\x18\x03 \x01(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xa5\x01\n\tCriterion\x12\x19\n\x15\x43RITERION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43RITERION_PLAN_CREATION\x10\x01\x12\"\n\x1e\x43RITERION_CRITICAL_OBSERVATION\x10\x02\x12\x1d\n\x19\x43RITERION_CRITICAL_ACTION\x10\x03\x12\x1d\n\x19\x43RITERION_SELF_CORRECTION\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n atlas/common/v1/trajectory.proto\x12\x0f\x61tlas.common.v1\"]\n\x07Message\x12#\n\x04role\x18\x01 \x01(\x0e\x32\x15.atlas.common.v1.Role\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x12\n\x05train\x18\x03 \x01(\x08H\x00\x88\x01\x01\x42\x08\n\x06_train\"\x80\x02\n\nTrajectory\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nsource_env\x18\x02 \x01(\t\x12\x0c\n\x04task\x18\x03 \x01(\t\x12*\n\x08messages\x18\x04 \x03(\x0b\x32\x18.atlas.common.v1.Message\x12;\n\x08metadata\x18\x05 \x03(\x0b\x32).atlas.common.v1.Trajectory.MetadataEntry\x12*\n\x06labels\x18\x06 \x03(\x0b\x32\x1a.atlas.common.v1.StepLabel\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x11TrajectoryColumns\x12\x0b\n\x03ids\x18\x01 \x03(\t\x12\x16\n\x0emessage_counts\x18\x02 \x03(\r\x12\r\n\x05roles\x18\x03 \x01(\x0c\x12\x10\n\x08\x63ontents\x18\x04 \x03(\t\x12\r\n\x05train\x18\x05 \x01(\x0c\x12\r\n\x05tasks\x18\x06 \x03(\t\x12\x13\n\x0bsource_envs\x18\x07 \x03(\t\"`\n\tStepLabel\x12\x12\n\nstep_index\x18\x01 \x01(\r\x12,\n\x08\x63riteria\x18\x02 \x03(\x0e\x32\x1a.atlas.common.v1.Criterion\x12\x11\n\trationale\x18\x03 \x01(\t*_\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bROLE_SYSTEM\x10\x01\x12\r\n\tROLE_USER\x10\x02\x12\x12\n\x0eROLE_ASSISTANT\x10\x03\x12\r\n\tROLE_TOOL\x10\x04*\xa5\x01\n\tCriterion\x12\x19\n\x15\x43RITERION_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x43RITERION_PLAN_CREATION\x10\x01\x12\"\n\x1e\x43RITERION_CRITICAL_OBSERVATION\x10\x02\x12\x1d\n\x19\x43RITERION_CRITICAL_ACTION\x10\x03\x12\x1d\n\x19\x43RITERION_SELF_CORRECTION\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TRAJECTORY_METADATAENTRY']._loaded_options = None
   _globals['_TRAJECTORY_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_ROLE']._serialized_start=505
-  _globals['_ROLE']._serialized_end=600
-  _globals['_CRITERION']._serialized_start=603
-  _globals['_CRITERION']._serialized_end=768
+  _globals['_ROLE']._serialized_start=648
+  _globals['_ROLE']._serialized_end=743
+  _globals['_CRITERION']._serialized_start=746
+  _globals['_CRITERION']._serialized_end=911
   _globals['_MESSAGE']._serialized_start=53
   _globals['_MESSAGE']._serialized_end=146
   _globals['_TRAJECTORY']._serialized_start=149
   _globals['_TRAJECTORY']._serialized_end=405
   _globals['_TRAJECTORY_METADATAENTRY']._serialized_start=358
   _globals['_TRAJECTORY_METADATAENTRY']._serialized_end=405
-  _globals['_STEPLABEL']._serialized_start=407
-  _globals['_STEPLABEL']._serialized_end=503
+  _globals['_TRAJECTORYCOLUMNS']._serialized_start=408
+  _globals['_TRAJECTORYCOLUMNS']._serialized_end=548
+  _globals['_STEPLABEL']._serialized_start=550
+  _globals['_STEPLABEL']._serialized_end=646
 # @@protoc_insertion_point(module_scope)

@@ -66,6 +66,24 @@ class Trajectory(_message.Message):
     labels: _containers.RepeatedCompositeFieldContainer[StepLabel]
     def __init__(self, id: _Optional[str] = ..., source_env: _Optional[str] = ..., task: _Optional[str] = ..., messages: _Optional[_Iterable[_Union[Message, _Mapping]]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., labels: _Optional[_Iterable[_Union[StepLabel, _Mapping]]] = ...) -> None: ...
 
+class TrajectoryColumns(_message.Message):
+    __slots__ = ("ids", "message_counts", "roles", "contents", "train", "tasks", "source_envs")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    CONTENTS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ENVS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    message_counts: _containers.RepeatedScalarFieldContainer[int]
+    roles: bytes
+    contents: _containers.RepeatedScalarFieldContainer[str]
+    train: bytes
+    tasks: _containers.RepeatedScalarFieldContainer[str]
+    source_envs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ..., message_counts: _Optional[_Iterable[int]] = ..., roles: _Optional[bytes] = ..., contents: _Optional[_Iterable[str]] = ..., train: _Optional[bytes] = ..., tasks: _Optional[_Iterable[str]] = ..., source_envs: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class StepLabel(_message.Message):
     __slots__ = ("step_index", "criteria", "rationale")
     STEP_INDEX_FIELD_NUMBER: _ClassVar[int]

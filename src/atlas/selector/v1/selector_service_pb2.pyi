@@ -26,14 +26,16 @@ class SelectionConfig(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., max_ratio: _Optional[float] = ..., min_steps: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., complement_of: _Optional[str] = ...) -> None: ...
 
 class SelectStepsRequest(_message.Message):
-    __slots__ = ("trajectories", "config", "labels_only")
+    __slots__ = ("trajectories", "config", "labels_only", "columns")
     TRAJECTORIES_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     LABELS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     trajectories: _containers.RepeatedCompositeFieldContainer[_trajectory_pb2.Trajectory]
     config: SelectionConfig
     labels_only: bool
-    def __init__(self, trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., labels_only: _Optional[bool] = ...) -> None: ...
+    columns: _trajectory_pb2.TrajectoryColumns
+    def __init__(self, trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., labels_only: _Optional[bool] = ..., columns: _Optional[_Union[_trajectory_pb2.TrajectoryColumns, _Mapping]] = ...) -> None: ...
 
 class SelectionResult(_message.Message):
     __slots__ = ("trajectory_id", "labels", "masked_trajectory", "step_count", "error", "prompt_version")
@@ -58,14 +60,16 @@ class SelectStepsResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[SelectionResult, _Mapping]]] = ...) -> None: ...
 
 class StreamSelectStepsRequest(_message.Message):
-    __slots__ = ("config", "trajectories", "labels_only")
+    __slots__ = ("config", "trajectories", "labels_only", "columns")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     TRAJECTORIES_FIELD_NUMBER: _ClassVar[int]
     LABELS_ONLY_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
     config: SelectionConfig
     trajectories: _containers.RepeatedCompositeFieldContainer[_trajectory_pb2.Trajectory]
     labels_only: bool
-    def __init__(self, config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., labels_only: _Optional[bool] = ...) -> None: ...
+    columns: _trajectory_pb2.TrajectoryColumns
+    def __init__(self, config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., labels_only: _Optional[bool] = ..., columns: _Optional[_Union[_trajectory_pb2.TrajectoryColumns, _Mapping]] = ...) -> None: ...
 
 class StreamSelectStepsResponse(_message.Message):
     __slots__ = ("results",)
