@@ -112,6 +112,92 @@ def test_grouped_query_attention_without_repeated_caches_decodes_the_same(
     assert [d.tokens for d in again] == [_reference(model, p, 6) for p in grown]
 
 
+def test_attention_over_a_shared_prefix_equals_attention_over_each_rows_whole_cache() -> None:
+    from atlas_evaluator.policies.attention import _with_prefix
+
+    g = torch.Generator().manual_seed(0)
+    rows, heads, kv_heads, dim, prefix, width = 4, 6, 2, 32, 70, 25
+    query = torch.randn(rows, heads, 1, dim, generator=g)
+    shared = (
+        torch.randn(1, kv_heads, prefix, dim, generator=g),
+        torch.randn(1, kv_heads, prefix, dim, generator=g),
+    )
+    own_k = torch.randn(rows, kv_heads, width, dim, generator=g)
+    own_v = torch.randn(rows, kv_heads, width, dim, generator=g)
+    own = [25, 3, 17, 1]  # each row's own keys, left-padded to the widest
+    attend = torch.tensor([[False] * (width - n) + [True] * n for n in own])[:, None, None, :]
+    additive = torch.zeros(attend.shape).masked_fill(~attend, float("-inf"))
+    got = _with_prefix(query, own_k, own_v, additive, shared, None)
+    # Reference: every row's whole cache (the prefix copied in front), heads repeated per group.
+    keys = torch.cat([shared[0].expand(rows, -1, -1, -1), own_k], dim=2).repeat_interleave(
+        heads // kv_heads, 1
+    )
+    values = torch.cat([shared[1].expand(rows, -1, -1, -1), own_v], dim=2).repeat_interleave(
+        heads // kv_heads, 1
+    )
+    full = torch.cat([torch.ones(rows, 1, 1, prefix, dtype=torch.bool), attend], dim=-1)
+    want = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=full)
+    assert got.shape == (rows, 1, heads, dim)
+    torch.testing.assert_close(got, want.transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
+@torch.inference_mode()
+def test_rows_sharing_a_long_prefix_attend_to_one_copy_of_it_and_decode_the_same(
+    model: Any, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atlas_evaluator.policies import attention, decoding
+    from transformers import AutoModelForCausalLM
+
+    gqa = AutoModelForCausalLM.from_pretrained(
+        tiny_model_dir, dtype=torch.float32, attn_implementation=attention.attention_for(torch.device("cpu"))
+    ).eval()
+    calls = []
+    real = attention._with_prefix
+    monkeypatch.setattr(attention, "_with_prefix", lambda *a: calls.append(a[4][0].shape[2]) or real(*a))
+    instruction = _prompts((decoding.SHARED_PREFIX_MIN + 16,), 11)[0]
+    prompts = [instruction + tail for tail in _prompts((5, 30, 12), 12)]
+    rows = decode(gqa, prompts, [None] * 3, max_new_tokens=6, stop_ids=set(), sampler=_greedy())
+    assert [d.tokens for d in rows] == [_reference(model, p, 6) for p in prompts]
+    # Every layer of every step attended to the one copy of the 80-token prefix.
+    assert calls and set(calls) == {len(instruction)}
+    assert len(calls) == 5 * gqa.config.num_hidden_layers  # 6 tokens: the first comes from prefill
+    for row, prompt in zip(rows, prompts, strict=True):  # each session holds the row's whole cache
+        assert all(k.shape[2] == len(prompt) + 5 for k, _ in row.session.layers)
+    # The next turn starts from those sessions and still decodes as generate does.
+    grown = [p + d.tokens + [7, 8, 9] for p, d in zip(prompts, rows, strict=True)]
+    again = decode(gqa, grown, [d.session for d in rows], max_new_tokens=6, stop_ids=set(), sampler=_greedy())
+    assert [d.tokens for d in again] == [_reference(model, p, 6) for p in grown]
+    # Identical prompts: the rows' own part is only what they generate.
+    twins = decode(
+        gqa, [prompts[1], prompts[1]], [None] * 2, max_new_tokens=4, stop_ids=set(), sampler=_greedy()
+    )
+    assert [d.tokens for d in twins] == [_reference(model, prompts[1], 4)] * 2
+    # A shorter common prefix, or a single row, decodes without it.
+    calls.clear()
+    short = [instruction[:20] + tail for tail in _prompts((5, 30), 13)]
+    decode(gqa, short, [None] * 2, max_new_tokens=3, stop_ids=set(), sampler=_greedy())
+    decode(gqa, prompts[:1], [None], max_new_tokens=3, stop_ids=set(), sampler=_greedy())
+    assert calls == []
+
+
+def test_a_prefix_is_shared_only_where_every_rows_keys_are_identical() -> None:
+    from types import SimpleNamespace
+
+    from atlas_evaluator.policies import attention
+    from atlas_evaluator.policies.decoding import SHARED_PREFIX_MIN, _shared_prefix_length
+
+    model = SimpleNamespace(config=SimpleNamespace(_attn_implementation=attention.NAME))
+    n = SHARED_PREFIX_MIN + 10
+    prompts = [[*range(n), 1], [*range(n), 2, 3]]
+    kv = torch.randn(1, 1, n + 2, 4)
+    layers = [[(kv[:, :, : n + 1], kv[:, :, : n + 1])], [(kv.clone(), kv.clone())]]
+    assert _shared_prefix_length(model, prompts, [0, 1], [n + 1, n + 2], layers) == n
+    layers[1][0][0][0, 0, 3, 0] += 1e-6  # the second row computed its prefix slightly differently
+    assert _shared_prefix_length(model, prompts, [0, 1], [n + 1, n + 2], layers) == 0
+    sdpa = SimpleNamespace(config=SimpleNamespace(_attn_implementation="sdpa"))  # CUDA: not our kernel
+    assert _shared_prefix_length(sdpa, prompts, [0, 1], [n + 1, n + 2], layers[:1] * 2) == 0
+
+
 @torch.inference_mode()
 def test_a_row_that_stops_leaves_the_batch_with_its_cache(model: Any) -> None:
     prompts = _prompts((10, 20, 15))

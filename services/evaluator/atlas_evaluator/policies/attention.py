@@ -8,15 +8,67 @@ layer per token against 1.7 ms when torch's kernel groups the heads itself (``en
 module registers that variant as attention implementation ``atlas_sdpa_gqa``; everything else
 (mask slicing, causal flag, scaling) follows transformers' ``sdpa_attention_forward``. CUDA keeps
 ``sdpa``: its fast kernels take no mask with ``enable_gqa``.
+
+**Shared-prefix attention** (``shared_prefix``): the rows of a decoding batch often open with the
+same tokens (the system prompt and an env's instructions: 391 of 466-1,965 tokens in the BabyAI
+suite of ``bench/evaluator_batching.py``). While ``decode`` holds that prefix's keys/values once,
+each one-token step attends to it with all rows' queries in one pass over the one copy, and to each
+row's own (padded) keys separately; the two partial results are merged by their log-sum-exp, which is
+exact up to float rounding. It cuts the per-row attention work that batching cannot share.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 NAME = "atlas_sdpa_gqa"
+
+_prefix = threading.local()  # .layers: per layer (keys, values) of the shared prefix, or None
+
+
+@contextmanager
+def shared_prefix(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Iterator[None]:
+    """Within this block (on this thread), one-token decoding steps of a batch also attend to
+    ``layers[i]`` = (keys, values) of shape ``(1, kv_heads, prefix, head_dim)`` in layer ``i``, ahead
+    of the keys in the cache, which then hold only each row's tokens after the prefix."""
+    _prefix.layers = layers
+    try:
+        yield
+    finally:
+        _prefix.layers = None
+
+
+def _with_prefix(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor,
+    prefix: tuple[torch.Tensor, torch.Tensor],
+    scaling: float | None,
+) -> torch.Tensor:
+    """One decoding step: (batch, heads, 1, dim) queries over a shared prefix and each row's own keys
+    (``mask``: float, additive, for the own keys) -> (batch, 1, heads, dim)."""
+    batch, heads, _, dim = query.shape
+    kv_heads = key.shape[1]
+    groups = heads // kv_heads
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    q = query.reshape(batch, kv_heads, groups, dim)  # a key/value head's query heads as its queries
+    # All rows' queries over the one copy of the prefix: (1, kv_heads, batch * groups, dim).
+    shared_q = q.transpose(0, 1).reshape(1, kv_heads, batch * groups, dim)
+    out_p, lse_p = flash(shared_q, prefix[0], prefix[1], 0.0, False, scale=scaling)
+    out_p = out_p.reshape(kv_heads, batch, groups, dim).transpose(0, 1)
+    lse_p = lse_p.reshape(kv_heads, batch, groups).transpose(0, 1)
+    out_o, lse_o = flash(q, key, value, 0.0, False, attn_mask=mask, scale=scaling)
+    top = torch.maximum(lse_p, lse_o)
+    w_p = torch.exp(lse_p - top).unsqueeze(-1)
+    w_o = torch.exp(lse_o - top).unsqueeze(-1)
+    out = (out_p * w_p + out_o.reshape(batch, kv_heads, groups, dim) * w_o) / (w_p + w_o)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2).contiguous()
 
 
 def sdpa_gqa_attention_forward(
@@ -39,6 +91,9 @@ def sdpa_gqa_attention_forward(
     if causal and kv_length > q_length:  # an empty static cache's tail (as transformers does)
         key, value = key[:, :, :q_length], value[:, :, :q_length]
     batch, heads, kv_heads = query.shape[0], query.shape[1], key.shape[1]
+    prefixes = getattr(_prefix, "layers", None)
+    if prefixes is not None and q_length == 1 and attention_mask is not None:
+        return _with_prefix(query, key, value, attention_mask, prefixes[module.layer_idx], scaling), None
     if q_length == 1 and batch > 1 and heads != kv_heads and attention_mask is not None:
         # One decoding step of a batch: each key/value head's group of query heads becomes that
         # head's queries (the mask has one query row, so it broadcasts over them). Half the time

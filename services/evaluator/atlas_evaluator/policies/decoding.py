@@ -15,7 +15,10 @@ until the last row stops. Here:
    (episodes of one env open with the same instruction, so a suite's first turn prefills that
    instruction once instead of once per episode);
 2. the rows' caches are left-padded into one batch cache and decoded together, one token per step
-   for all rows, with explicit positions and an attention mask that hides the padding;
+   for all rows, with explicit positions and an attention mask that hides the padding. Leading
+   tokens that every row holds with identical keys/values (at least ``SHARED_PREFIX_MIN``: the
+   system prompt and an env's instructions) stay out of the batch cache, kept once, and each step
+   attends to them with all rows' queries in one pass (``attention.shared_prefix``);
 3. a row that produces an end-of-turn token (or reaches ``max_new_tokens``) leaves the batch at once,
    its cache slice saved for its episode's next turn.
 
@@ -25,6 +28,7 @@ to float rounding); sampling uses one ``torch.Generator`` seeded from the policy
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +36,7 @@ from typing import Any
 import torch
 
 from atlas.errors import Cancelled
+from atlas_evaluator.policies import attention
 
 
 @dataclass(slots=True)
@@ -168,6 +173,43 @@ def _sibling(prompts: Sequence[list[int]], row_layers: list[Layers], row: int) -
     return None if best is None else Session(list(prompts[best]), row_layers[best])
 
 
+def _row_cache(batch: Any, j: int, start: int, shared: Layers) -> Layers:
+    """Row ``j``'s keys/values from the batch cache (its own, from ``start``, past the padding), as
+    copies so a session does not keep the whole batch cache alive; with a ``shared`` prefix, that
+    prefix in front again, so the session holds the row's complete cache."""
+    own = [(k[j : j + 1, :, start:], v[j : j + 1, :, start:]) for k, v in _layers(batch)]
+    if not shared:
+        return [(k.clone(), v.clone()) for k, v in own]
+    return [
+        (torch.cat([pk, k], dim=2), torch.cat([pv, v], dim=2))
+        for (pk, pv), (k, v) in zip(shared, own, strict=True)
+    ]
+
+
+SHARED_PREFIX_MIN = 64  # tokens; below this, attending to a shared prefix separately is not worth it
+
+
+def _shared_prefix_length(
+    model: Any, prompts: Sequence[list[int]], rows: list[int], lengths: list[int], row_layers: list[Layers]
+) -> int:
+    """How many leading tokens every one of ``rows`` holds with identical keys/values (checked, not
+    assumed: a row that computed them itself may differ in the last bits), or 0 where shared-prefix
+    attention does not apply (one row, a model not on ``attention.NAME``, a prefix under
+    ``SHARED_PREFIX_MIN``)."""
+    if len(rows) < 2 or getattr(model.config, "_attn_implementation", None) != attention.NAME:
+        return 0
+    first = prompts[rows[0]]
+    n = min(min(common_prefix(first, prompts[r]) for r in rows[1:]), min(lengths[r] for r in rows))
+    if n < SHARED_PREFIX_MIN:
+        return 0
+    base = row_layers[rows[0]]
+    for r in rows[1:]:
+        for (k0, v0), (k, v) in zip(base, row_layers[r], strict=True):
+            if not (torch.equal(k0[:, :, :n], k[:, :, :n]) and torch.equal(v0[:, :, :n], v[:, :, :n])):
+                return 0
+    return n
+
+
 def decode(
     model: Any,
     prompts: Sequence[list[int]],
@@ -227,17 +269,27 @@ def decode(
     if not active:
         return [r for r in results if r is not None]
 
-    # One left-padded batch cache for the rows still generating.
-    width = max(lengths[r] for r in active)
+    # Leading tokens all rows hold identically are kept once, outside the batch cache, and attended
+    # to with every row's queries in one pass (attention.shared_prefix); 0 when not worth it.
+    prefix = _shared_prefix_length(model, prompts, active, lengths, row_layers) if share_prefixes else 0
+    shared: Layers = (
+        [(k[:, :, :prefix].contiguous(), v[:, :, :prefix].contiguous()) for k, v in row_layers[active[0]]]
+        if prefix
+        else []
+    )
+    # One left-padded batch cache for the rows still generating (their tokens after the prefix).
+    own = [lengths[r] - prefix for r in active]
+    width = max(own)
 
     def pad(t: torch.Tensor, n: int) -> torch.Tensor:
+        t = t[:, :, prefix:]
         return torch.nn.functional.pad(t, (0, 0, width - n, 0)) if n < width else t
 
     batch = _batch_cache(
         [
             (
-                torch.cat([pad(row_layers[r][i][0], lengths[r]) for r in active]),
-                torch.cat([pad(row_layers[r][i][1], lengths[r]) for r in active]),
+                torch.cat([pad(row_layers[r][i][0], n) for r, n in zip(active, own, strict=True)]),
+                torch.cat([pad(row_layers[r][i][1], n) for r, n in zip(active, own, strict=True)]),
             )
             for i in range(len(row_layers[active[0]]))
         ],
@@ -246,46 +298,50 @@ def decode(
     row_layers.clear()
     # The attention mask, already in the 4D form attention takes (rows, 1, query, keys; True =
     # attend): transformers uses a 4D mask as given instead of rebuilding it from a 2D one on every
-    # token, which cost as much as the attention itself for a small model.
+    # token, which cost as much as the attention itself for a small model. With a shared prefix it
+    # covers the rows' own keys and is additive (0 or -inf), as the kernel that also returns the
+    # log-sum-exp takes it.
     mask = torch.tensor(
-        [[False] * (width - lengths[r]) + [True] * lengths[r] for r in active],
+        [[False] * (width - n) + [True] * n for n in own],
         dtype=torch.bool,
         device=device,
     )[:, None, None, :]
     attend = torch.ones((len(active), 1, 1, 1), dtype=torch.bool, device=device)
-    step = 0
-    while active:
-        check()
-        step += 1
-        ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
-        positions = torch.tensor([[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device)
-        mask = torch.cat([mask, attend[: len(active)]], dim=-1)
-        out = model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=batch,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        batch = out.past_key_values
-        for r, token in zip(active, sampler(out.logits[:, -1]).tolist(), strict=True):
-            tokens[r].append(int(token))
-        keep = []
-        for j, r in enumerate(active):
-            if not done(r):
-                keep.append(j)
-                continue
-            start = width - lengths[r]
-            # Copies, so the session does not keep the whole batch cache alive.
-            layers = [
-                (k[j : j + 1, :, start:].clone(), v[j : j + 1, :, start:].clone()) for k, v in _layers(batch)
-            ]
-            finish(r, layers, step)
-        if len(keep) < len(active):
-            index = torch.tensor(keep, dtype=torch.long, device=device)
-            active = [active[j] for j in keep]
-            if active:
-                batch.batch_select_indices(index)
-                mask = mask[index]
+    if prefix:
+        dtype = shared[0][0].dtype
+        mask = torch.zeros(mask.shape, dtype=dtype, device=device).masked_fill(~mask, float("-inf"))
+        attend = torch.zeros(attend.shape, dtype=dtype, device=device)
+    with attention.shared_prefix(shared) if prefix else contextlib.nullcontext():
+        step = 0
+        while active:
+            check()
+            step += 1
+            ids = torch.tensor([[tokens[r][-1]] for r in active], dtype=torch.long, device=device)
+            positions = torch.tensor(
+                [[lengths[r] + step - 1] for r in active], dtype=torch.long, device=device
+            )
+            mask = torch.cat([mask, attend[: len(active)]], dim=-1)
+            out = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=batch,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            batch = out.past_key_values
+            for r, token in zip(active, sampler(out.logits[:, -1]).tolist(), strict=True):
+                tokens[r].append(int(token))
+            keep = []
+            for j, r in enumerate(active):
+                if not done(r):
+                    keep.append(j)
+                    continue
+                finish(r, _row_cache(batch, j, width - (lengths[r] - prefix), shared), step)
+            if len(keep) < len(active):
+                index = torch.tensor(keep, dtype=torch.long, device=device)
+                active = [active[j] for j in keep]
+                if active:
+                    batch.batch_select_indices(index)
+                    mask = mask[index]
     return [r for r in results if r is not None]
