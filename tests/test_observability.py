@@ -216,21 +216,25 @@ def test_prometheus_holds_every_series_the_dashboard_uses(
     used = set().union(*(metric_names(expr) for expr in dashboard_expressions()))
     expected = used - set(APPEAR_LATER)
     wait_until(lambda: all(present(name) for name in expected), 30, interval=0.5, what="dashboard series")
-    # Rates need two samples of a series; then every panel query that can answer does. (A counter
-    # first scraped after the episodes ended rates 0 here: the series is there, the increase is not.)
-    wait_until(
-        lambda: bool(prometheus.query('rate(atlas_evaluator_episodes_total{outcome="success"}[30s])')),
-        30,
-        interval=0.5,
-        what="a rate over the evaluator's episodes",
-    )
+    # Rates need two samples of a series, and each target is scraped at its own times: wait until
+    # every panel query that can answer does (a selector counter created just before one of its
+    # scrapes can lag the evaluator's by an interval). A counter first scraped after the traffic
+    # ended rates 0: the series is there, the increase is not.
+    for expr in dashboard_expressions():
+        prometheus.query(expand(expr))  # a PromQL syntax error fails inside query(), here
+    answerable = [e for e in dashboard_expressions() if not metric_names(e) & set(APPEAR_LATER)]
+    silent: list[str] = []
+
+    def every_panel_answers() -> bool:
+        silent[:] = [e for e in answerable if not prometheus.query(expand(e))]
+        return not silent
+
+    try:
+        wait_until(every_panel_answers, 30, interval=0.5, what="every dashboard panel to answer")
+    except TimeoutError:
+        raise AssertionError(f"no series for {silent}") from None
     # The exemptions are real: what this traffic cannot create is indeed absent.
     assert not [name for name in APPEAR_LATER if present(name)]
-    for expr in dashboard_expressions():
-        rows = prometheus.query(expand(expr))  # a PromQL syntax error fails inside query()
-        if metric_names(expr) & set(APPEAR_LATER):
-            continue
-        assert rows, f"no series for {expr}"
     by_service = prometheus.query("sum by (service) (atlas_rpc_requests_total)")
     assert {row["metric"]["service"] for row in by_service} == set(SERVICES)
     success = prometheus.query('atlas_evaluator_success_rate{env="babyai/GoToLocal"}')
