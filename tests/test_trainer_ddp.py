@@ -167,8 +167,9 @@ from transformers import AutoModelForCausalLM
 
 from atlas.storage import read_trajectories
 
-model_dir, dataset, out = sys.argv[1:4]
-with distributed() as dd:
+
+
+def main(dd, model_dir, dataset, out):
     tokenizer = load_tokenizer(model_dir)
     samples, _ = prepare_dataset(read_trajectories(dataset), tokenizer)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -184,6 +185,15 @@ with distributed() as dd:
         saved = {"shares": [len(mb) for mb in share], "grads": grads}
         torch.save(saved, f"{out}/step{step}-rank{dd.rank}.pt")
         model.zero_grad(set_to_none=True)
+    torch.distributed.barrier()
+
+
+# As in atlas_trainer.train.run: the DDP wrapper (which holds the process group) is gone and every
+# rank is past its last collective before the group is destroyed. A module-level wrapper outliving
+# destroy_process_group() aborted a rank at exit once in CI ("terminate called without an active
+# exception", SIGABRT).
+with distributed() as dd:
+    main(dd, *sys.argv[1:4])
 """
 
 
