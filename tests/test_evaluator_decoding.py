@@ -228,6 +228,56 @@ def test_policy_keeps_a_cache_per_episode_and_drops_it_at_the_end(tiny_model_dir
     assert policy._sessions == {}
 
 
+def test_a_turn_tokenizes_only_the_new_text_and_gets_the_whole_chats_tokens(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atlas_evaluator.policies import transformers
+
+    policy = transformers.TransformersPolicy(tiny_model_dir, generation=GenerationConfig(max_new_tokens=4))
+    policy._incremental_checks = 0  # no comparison with a full tokenization: this test makes it
+    tokenized: list[str] = []
+    real = policy._tokenize
+    monkeypatch.setattr(policy, "_tokenize", lambda text, at: tokenized.append(text) or real(text, at))
+    chat = [{"role": "system", "content": "You play a text game."}, {"role": "user", "content": "Go north."}]
+    for turn in range(4):
+        tokenized.clear()
+        ids = policy._prompt_ids(PolicyRequest("e", chat))
+        assert ids == policy._full_ids(PolicyRequest("e", chat))
+        if turn:  # from the previous prompt's last <|im_start|> on, not the whole chat
+            assert len(tokenized) == 1 and tokenized[0].startswith("<|im_start|>assistant")
+            assert "Go north." not in tokenized[0]
+        chat = [*chat, {"role": "assistant", "content": f"Action: wait {turn}"}]
+        chat.append({"role": "user", "content": f"Nothing happens.\n\n turn {turn}"})
+    # A chat that does not extend the previous one (an edited history) is tokenized whole.
+    edited = [chat[0], {"role": "user", "content": "Go south."}]
+    tokenized.clear()
+    assert policy._prompt_ids(PolicyRequest("e", edited)) == policy._full_ids(PolicyRequest("e", edited))
+    assert len(tokenized) == 1 and "Go south." in tokenized[0]
+    policy.end("e")
+    assert policy._rendered == {}
+
+
+def test_incremental_tokenization_turns_itself_off_when_a_check_disagrees(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from atlas_evaluator.policies import transformers
+
+    policy = transformers.TransformersPolicy(tiny_model_dir, generation=GenerationConfig(max_new_tokens=4))
+    chat = [{"role": "user", "content": "Go north."}]
+    policy._prompt_ids(PolicyRequest("e", chat))
+    real = policy._tokenize
+
+    def wrong(text: str, at: int) -> tuple[list[int], list[int], list[int]]:
+        ids, cuts, tokens = real(text, at)
+        return [*ids, ids[-1]], cuts, tokens  # a tokenizer that does not split at added tokens
+
+    monkeypatch.setattr(policy, "_tokenize", wrong)
+    grown = [*chat, {"role": "assistant", "content": "Action: wait"}, {"role": "user", "content": "ok"}]
+    assert policy._prompt_ids(PolicyRequest("e", grown)) == policy._full_ids(PolicyRequest("e", grown))
+    assert "every prompt is tokenized whole from now on" in caplog.text
+    assert policy._incremental_checks == -1 and policy._rendered == {}
+
+
 def test_a_new_episode_starts_from_a_shared_instruction_prefix(tiny_model_dir: Path) -> None:
     from atlas_evaluator.policies.transformers import TransformersPolicy
 
