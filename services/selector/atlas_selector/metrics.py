@@ -83,6 +83,7 @@ class SelectorMetrics:
         results: Tally[str] = Tally()
         criteria: Tally[str] = Tally()
         selected = context = repaired = unrepairable = 0
+        ratio = self.ratio.labels(backend)  # one label lookup per batch, not per trajectory
         for outcome in outcomes:
             if outcome.error is not None:
                 results[outcome.error.code.lower()] += 1
@@ -94,7 +95,7 @@ class SelectorMetrics:
             context += outcome.step_count - chosen
             repaired += bool(outcome.repairs)
             if outcome.step_count:
-                self.ratio.labels(backend).observe(chosen / outcome.step_count)
+                ratio.observe(chosen / outcome.step_count)
             criteria.update(c.value for label in outcome.labels for c in label.criteria)
         for name, count in results.items():
             self.trajectories.labels(backend, name).inc(count)

@@ -150,8 +150,18 @@ def _prefill(model: Any, prompt: list[int], session: Session | None) -> tuple[to
     if session is not None and reused > 0:
         layers = [(k[:, :, :reused], v[:, :, :reused]) for k, v in session.layers]
     cache = _cache(layers)
+    mask = None
+    if reused:
+        # The new tokens see every cached one and each other causally. Built here once, additive,
+        # in the 4D form transformers takes as given: otherwise it builds a boolean one on every
+        # call (vmapped index functions) and attention converts that to additive once per layer,
+        # ~1.5 of the 4.5 ms a 170-token BabyAI turn took to prefill with the tiny model.
+        new = len(prompt) - reused
+        mask = torch.zeros((1, 1, new, len(prompt)), dtype=model.dtype, device=model.device)
+        mask[..., reused:] = torch.full_like(mask[0, 0, :, :new], float("-inf")).triu_(1)
     out = model(
         input_ids=torch.tensor([prompt[reused:]], dtype=torch.long, device=model.device),
+        attention_mask=mask,
         past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
