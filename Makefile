@@ -12,7 +12,7 @@ TOOLS  := .tools
 BUF    := $(TOOLS)/node_modules/.bin/buf
 EXTRAS ?= dev,selector,trainer,evaluator,household,tokenize,models
 
-.PHONY: demo test install system-deps vllm-env lint lint-protos protos typecheck pytest experiment-smoke lock clean help
+.PHONY: demo test disk-check install system-deps vllm-env lint lint-protos protos typecheck pytest experiment-smoke lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,10 +20,13 @@ help:  ## list the targets
 demo: $(STAMP)  ## set up and run the end-to-end demo on embedded defaults
 	$(PY) scripts/demo.py
 
-test: $(STAMP) $(VLLM_STAMP) $(BUF) system-deps  ## set up, lint, type-check and run every test tier that runs on a CPU
+test: disk-check $(STAMP) $(VLLM_STAMP) $(BUF) system-deps  ## set up, lint, type-check and run every test tier that runs on a CPU
 	$(MAKE) --no-print-directory lint typecheck pytest
 
 install: $(STAMP)  ## create the virtualenv with pinned dependencies
+
+disk-check:  ## stop early, with a clear message, if the disk cannot hold the virtualenvs and test files
+	$(PYTHON) scripts/check_disk.py --venv $(VENV) --vllm-venv $(VLLM_VENV)
 
 # torch goes in first and pinned, so pip takes the CPU build instead of a multi-GB CUDA one.
 # The virtualenv goes first on PATH: fast-downward-textworld's source build runs `python build.py`.
