@@ -36,7 +36,7 @@ def main() -> int:
         device = os.stat(path).st_dev
         where, total = needs.get(device, (str(path), 0.0))
         needs[device] = (where, total + gb)
-        print(f"check_disk: {what}: {gb:.1f} GB on {where}")
+        print(f"check_disk: {what}: {gb:.1f} GB in {path}")
 
     repo = Path.cwd()
     if not (repo / args.venv / ".installed").exists():
@@ -58,6 +58,8 @@ def main() -> int:
             status = 1
         elif free < gb * MARGIN:
             print(f"check_disk: warning: {free:.1f} GB free on {where}, close to the ~{gb:.1f} GB needed")
+        else:
+            print(f"check_disk: {free:.1f} GB free on the filesystem of {where}, {gb:.1f} GB needed: ok")
     return status
 
 
