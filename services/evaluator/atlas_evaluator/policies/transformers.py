@@ -198,7 +198,8 @@ class TransformersPolicy(Policy):
             ids, cuts, tokens = self._tokenize(text, 0)
         if self._incremental_checks > 0:
             self._incremental_checks -= 1
-            if ids != self._full_ids(request):
+            full = self._full_ids(request)
+            if ids != full:
                 log.warning(
                     "%s: tokenizing a chat's text in pieces differs from the chat template's tokens; "
                     "every prompt is tokenized whole from now on",
@@ -206,7 +207,7 @@ class TransformersPolicy(Policy):
                 )
                 self._incremental_checks = -1
                 self._rendered.clear()
-                return self._full_ids(request)
+                return full
         self._rendered[request.episode_id] = Rendered(text, ids, cuts, tokens)
         while len(self._rendered) > self.max_sessions:  # episodes never ended: drop the oldest
             self._rendered.pop(next(iter(self._rendered)))
