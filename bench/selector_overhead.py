@@ -1,14 +1,17 @@
 """Overhead of the selector service over calling the rules backend in-process.
 
-    .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 50] [--rounds 30]
-                                                [--wire columns|messages]
+    .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 256] [--first-batch 16]
+                                                [--rounds 30] [--wire columns|messages]
 
 Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the same N trajectories
 (the hand-labelled dev set, repeated under new ids) three ways:
 
 * direct: ``Selector.select`` with the rules backend in this process (the baseline);
-* unary: ``SelectSteps`` batches of ``--batch``, ``--inflight`` calls in flight at once, labels_only;
-* stream: one ``StreamSelectSteps`` call, batches of ``--batch``, labels_only.
+* unary: ``SelectSteps`` batches of ``--unary-batch``, ``--inflight`` calls in flight at once,
+  labels_only;
+* stream: one ``StreamSelectSteps`` call, labels_only, its requests built by
+  ``atlas_selector.client.stream_requests`` as ``atlas select --server`` builds them: ``--first-batch``
+  trajectories, then twice as many each time up to ``--batch``.
 
 The service sides send the trajectories as ``--wire``: TrajectoryColumns (default; what
 ``atlas select --server`` sends) or repeated Trajectory, and their times include the client's
@@ -19,16 +22,25 @@ within a second by +-20%: only many interleaved rounds average that out). Last l
 It also prints the median of the rounds' own ratios, and the CPU-time ratio (all CPU the service
 path burns in client and server vs the direct call): two processes may get more of a loaded
 machine than one, which would flatter the wall-clock ratio.
+
+The wall-clock ratio compares two processes at different moments, and this VM's speed moves by
+~10% from one second to the next, so one run's ratio is only good to about +-3%. The paired ratio
+takes that noise out: the server's own ``atlas_selector_select_seconds_total`` (time inside
+``Selector.select``, the same call the direct side makes) over the stream's wall-clock time, both
+measured during the same stream. It is the share of the stream's time that is selection; the rest is
+what the service adds (gRPC, messages, conversions, the client).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from atlas_selector.client import SelectorClient  # noqa: E402
+from atlas_selector.client import SelectorClient, stream_requests  # noqa: E402
 from atlas_selector.selector import SelectionOptions, Selector  # noqa: E402
 from procs import free_port, start_process, stop_process, wait_until  # noqa: E402
 
@@ -71,6 +83,14 @@ def timed(run: Callable[[], None], pid: int) -> tuple[float, float]:
     return time.perf_counter() - started, time.process_time() - cpu + server_cpu(pid) - served
 
 
+def select_seconds(metrics_port: int) -> float:
+    """The server's atlas_selector_select_seconds_total for the rules backend, read from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
+        body = reply.read().decode()
+    found = re.search(r'^atlas_selector_select_seconds_total\{backend="rules"\} (\S+)$', body, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def chunks(items: list[Trajectory], size: int) -> Iterator[list[Trajectory]]:
     for k in range(0, len(items), size):
         yield items[k : k + size]
@@ -81,7 +101,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--trajectories", type=int, default=1000)
-    parser.add_argument("--batch", type=int, default=50)
+    parser.add_argument(
+        "--batch", type=int, default=256, help="largest stream request (atlas select --server's default)"
+    )
+    parser.add_argument("--first-batch", type=int, default=16, help="first stream request's size")
+    parser.add_argument("--unary-batch", type=int, default=50)
     parser.add_argument("--inflight", type=int, default=4)
     parser.add_argument(
         "--wire",
@@ -107,7 +131,7 @@ def main() -> None:
         selector.select(trajectories, resolved, labels_only=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="selector-bench-"))
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     log = tmp / "selector.log"
     proc = start_process(
         [
@@ -118,7 +142,7 @@ def main() -> None:
                 "--port",
                 str(port),
                 "--metrics-port",
-                "-1",
+                str(metrics_port),
                 "--data-dir",
                 str(tmp / "data"),
             ),
@@ -144,14 +168,18 @@ def main() -> None:
                 return len(client.select_steps(request).results)
 
             with ThreadPoolExecutor(args.inflight) as pool:
-                assert sum(pool.map(call, chunks(trajectories, args.batch))) == n
+                assert sum(pool.map(call, chunks(trajectories, args.unary_batch))) == n
 
         def stream() -> None:
             def requests() -> Iterator[pb.StreamSelectStepsRequest]:
-                for k, chunk in enumerate(chunks(trajectories, args.batch)):
-                    yield pb.StreamSelectStepsRequest(
-                        config=config if k == 0 else None, labels_only=True, **wire(chunk)
-                    )
+                for _chunk, request in stream_requests(
+                    trajectories,
+                    config,
+                    batch=args.batch,
+                    first_batch=args.first_batch,
+                    columns=args.wire == "columns",
+                ):
+                    yield request
 
             got = sum(len(reply.results) for reply in client.stream_select_steps(requests()))
             assert got == n
@@ -166,9 +194,13 @@ def main() -> None:
         ]
         times: dict[str, list[float]] = {"direct": [], "unary": [], "stream": []}
         cpus: dict[str, list[float]] = {"direct": [], "unary": [], "stream": []}
+        selecting = 0.0  # the server's seconds inside Selector.select during the stream side
         for k in range(args.rounds):
             for name, run in sides[k % 3 :] + sides[: k % 3]:
+                before = select_seconds(metrics_port) if name == "stream" else 0.0
                 wall, cpu = timed(run, proc.pid)
+                if name == "stream":
+                    selecting += select_seconds(metrics_port) - before
                 times[name].append(wall)
                 cpus[name].append(cpu)
         client.close()
@@ -185,8 +217,8 @@ def main() -> None:
         return statistics.median(d / x for d, x in zip(samples["direct"], samples[name], strict=True))
 
     print(
-        f"trajectories={n} batch={args.batch} inflight={args.inflight} rounds={args.rounds} wire={args.wire},"
-        " interleaved"
+        f"trajectories={n} stream batches {args.first_batch}..{args.batch}, unary batch={args.unary_batch}"
+        f" inflight={args.inflight}, rounds={args.rounds} wire={args.wire}, interleaved"
     )
     for name in ("direct", "unary", "stream"):
         walls = times[name]
@@ -200,6 +232,11 @@ def main() -> None:
         "cpu seconds per round (client + server): "
         + ", ".join(f"{name} {statistics.mean(cpus[name]):.3f}" for name in ("direct", "unary", "stream"))
         + f"; cpu_ratio_unary={ratio(cpus, 'unary'):.3f} cpu_ratio_stream={ratio(cpus, 'stream'):.3f}"
+    )
+    print(
+        f"paired_ratio_stream={selecting / sum(times['stream']):.3f} (the server's time inside "
+        f"Selector.select, {selecting / args.rounds * 1000:.0f} ms a round, over the stream's wall-clock "
+        f"time, {statistics.mean(times['stream']) * 1000:.0f} ms a round)"
     )
     print(
         f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} cpus"

@@ -273,3 +273,51 @@ def test_selection_jobs_take_small_steps_with_a_slow_judge_and_big_ones_otherwis
     # Four rounds of requests per step, so progress moves (a CPU judge answers a few a second).
     sizes = [SelectionJobs._batch_size(judge(c)) for c in (1, 2, 4, 16, 64)]
     assert sizes == [BATCH, 16, 16, 64, BATCH]
+
+
+def test_stream_requests_ramp_up_to_the_batch_and_name_the_config_once() -> None:
+    from atlas_selector.client import stream_requests
+    from atlas_selector.convert import decode_batch
+
+    from atlas.selector.v1 import selector_service_pb2 as pb
+
+    dev = dev_set()
+    trajectories = [
+        Trajectory(f"{t.id}-{k}", t.messages, t.source_env, t.task) for k in range(5) for t in dev
+    ]
+    config = pb.SelectionConfig(backend="random", seed=3)
+    sent = list(stream_requests(trajectories, config, batch=40, first_batch=8))
+    assert [len(chunk) for chunk, _ in sent] == [8, 16, 32, 40, 19]
+    assert [request.HasField("config") for _, request in sent] == [True, False, False, False, False]
+    assert sent[0][1].config == config and all(request.labels_only for _, request in sent)
+    decoded = [t for _, request in sent for t in decode_batch(request.trajectories, request.columns)]
+    assert decoded == trajectories  # the columns carry every turn, in order, once
+    by_message = list(stream_requests(trajectories[:3], config, columns=False, labels_only=False))
+    assert len(by_message) == 1 and not by_message[0][1].labels_only
+    assert [t.id for t in by_message[0][1].trajectories] == [t.id for t in trajectories[:3]]
+    assert not by_message[0][1].HasField("columns")
+    with pytest.raises(ValueError, match="at least 1"):
+        next(stream_requests(trajectories, config, batch=0))
+
+
+def test_decoding_a_batch_leaves_the_garbage_collector_as_it_found_it() -> None:
+    import gc
+
+    from atlas_selector.convert import decode_batch
+
+    from atlas.protoconv import trajectories_to_columns
+
+    columns = trajectories_to_columns(dev_set())
+    assert gc.isenabled()
+    assert len(decode_batch([], columns)) == 23
+    assert gc.isenabled()
+    del columns.contents[0]  # the columns now disagree: the request as a whole fails
+    with pytest.raises(InvalidArgument, match="contents"):
+        decode_batch([], columns)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        decode_batch([], trajectories_to_columns(dev_set()))
+        assert not gc.isenabled()  # a collector someone turned off stays off
+    finally:
+        gc.enable()

@@ -7,6 +7,7 @@ jobs (publication, allowlist, cancel, restart/recovery), metrics, grpcurl and `a
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -345,6 +346,8 @@ def test_metrics_count_selections(service: Service) -> None:
     assert 'atlas_selector_criteria_total{backend="rules",criterion="PLAN_CREATION"}' in body
     assert 'atlas_selector_jobs{state="SUCCEEDED"}' in body
     assert "atlas_selector_in_flight_trajectories" in body
+    selecting = re.search(r'^atlas_selector_select_seconds_total\{backend="rules"\} (\S+)$', body, re.M)
+    assert selecting is not None and float(selecting.group(1)) > 0
 
 
 def test_grpcurl_select_steps_returns_capped_labels(service: Service) -> None:
@@ -377,7 +380,7 @@ def test_grpcurl_select_steps_returns_capped_labels(service: Service) -> None:
 def test_cli_select_through_the_service(service: Service, tmp_path: Path) -> None:
     out = tmp_path / "masked.jsonl"
     run = subprocess.run(
-        [ATLAS, "select", "--in", str(DEV), "--out", str(out), "--server", service.target, "--batch", "5"],
+        [ATLAS, "select", "--in", str(DEV), "--out", str(out), "--server", service.target, "--batch", "7"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -389,6 +392,13 @@ def test_cli_select_through_the_service(service: Service, tmp_path: Path) -> Non
         [ATLAS, "select", "--in", str(DEV), "--out", str(local), "--quiet"], check=True, timeout=60
     )
     assert out.read_text() == local.read_text()
+    refused = subprocess.run(
+        [ATLAS, "select", "--in", str(DEV), "--out", str(out), "--server", service.target, "--batch", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "--batch: must be at least 1, got 0" in refused.stderr
 
 
 def test_jobs_survive_a_restart_and_interrupted_jobs_are_rerun(tmp_path: Path) -> None:

@@ -25,7 +25,12 @@ def register(subparsers: Any) -> None:
     select.add_argument("--in-format", default="auto", help="input format (default: detect)")
     select.add_argument("--out-format", default="agentgym", help="output format (default: agentgym)")
     select.add_argument("--server", metavar="HOST:PORT", help="use this selector service")
-    select.add_argument("--batch", type=int, default=256, help="trajectories per request (with --server)")
+    select.add_argument(
+        "--batch",
+        type=int,
+        default=256,
+        help="trajectories per request (with --server); the first requests ramp up from 16",
+    )
     select.add_argument("--quiet", action="store_true", help="no progress bar")
     select.set_defaults(func=cmd_select)
 
@@ -99,6 +104,8 @@ def cmd_select(args: argparse.Namespace) -> int:
 
     if args.out_format not in FORMAT_NAMES:
         raise InvalidArgument(f"unknown format {args.out_format!r}", field_path="--out-format")
+    if args.batch < 1:
+        raise InvalidArgument(f"must be at least 1, got {args.batch}", field_path="--batch")
     options = SelectionOptions(
         args.backend, args.max_ratio, args.min_steps, args.seed, "", args.complement_of
     )
@@ -150,12 +157,11 @@ def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Ite
     (labels_only: the trajectories stay here, only labels travel back; they go out in columns, the
     cheap form, since metadata and labels need not travel)."""
     from collections import defaultdict, deque
-    from itertools import islice
 
     from atlas.errors import AtlasError
-    from atlas.protoconv import step_label_from_proto, trajectories_to_columns
+    from atlas.protoconv import step_label_from_proto
     from atlas.selector.v1 import selector_service_pb2 as pb
-    from atlas_selector.client import SelectorClient
+    from atlas_selector.client import SelectorClient, stream_requests
     from atlas_selector.convert import options_to_proto
     from atlas_selector.selector import Outcome
 
@@ -165,15 +171,9 @@ def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Ite
     arrived: dict[str, deque[Outcome]] = defaultdict(deque)
 
     def requests() -> Iterator[pb.StreamSelectStepsRequest]:
-        first = True
-        while chunk := list(islice(source, batch)):
+        for chunk, request in stream_requests(source, options_to_proto(options), batch=batch):
             pending.extend(chunk)
-            yield pb.StreamSelectStepsRequest(
-                config=options_to_proto(options) if first else None,
-                columns=trajectories_to_columns(chunk),
-                labels_only=True,
-            )
-            first = False
+            yield request
 
     def outcome_of(result: pb.SelectionResult) -> Outcome:
         if result.HasField("error"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
@@ -57,6 +59,35 @@ def decode_batch(
 ) -> list[Trajectory | Undecodable]:
     """Each trajectory decoded, or an Undecodable carrying why (it then fails alone): those of
     ``msgs`` first, then those of ``columns``. Columns whose lengths disagree fail the request."""
+    with _gc_paused():
+        return _decode_batch(msgs, columns, field_path)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a batch's objects are built.
+
+    A 256-trajectory request builds ~3,500 Message objects, all of which live on; with the collector
+    on, every 700 new objects start a collection that walks them and finds nothing to free. Paused,
+    the collector runs once afterwards instead: decoding took 9-10 ms instead of 15-17 ms per 1,000
+    trajectories in the service, with the same total time in collections (bench/README.md). If
+    another thread paused it too, the first to finish turns it back on, which is harmless; a
+    collector that was off stays off.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _decode_batch(
+    msgs: Sequence[trajectory_pb2.Trajectory],
+    columns: trajectory_pb2.TrajectoryColumns | None,
+    field_path: str,
+) -> list[Trajectory | Undecodable]:
     decoded: list[Trajectory | Undecodable] = []
     for k, msg in enumerate(msgs):
         try:

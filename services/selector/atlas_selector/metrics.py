@@ -48,6 +48,13 @@ class SelectorMetrics:
             ["backend", "result"],
             registry=registry,
         )
+        self.select_seconds = Counter(
+            "atlas_selector_select_seconds",
+            "Wall-clock seconds spent selecting (backend and contract), by backend. Its rate against "
+            "the callers' request time is the share of the service's time that is selection itself.",
+            ["backend"],
+            registry=registry,
+        )
         self.in_flight = Gauge(
             "atlas_selector_in_flight_trajectories",
             "Trajectories read by a streaming call and not yet answered.",
@@ -78,8 +85,9 @@ class SelectorMetrics:
         self.judge_tokens.labels("in").inc(call.prompt_tokens)
         self.judge_tokens.labels("out").inc(call.completion_tokens)
 
-    def observed(self, backend: str, outcomes: Sequence[Outcome]) -> None:
+    def observed(self, backend: str, outcomes: Sequence[Outcome], seconds: float) -> None:
         """Count a batch, tallied locally first: a few metric updates per batch, not per trajectory."""
+        self.select_seconds.labels(backend).inc(seconds)
         results: Tally[str] = Tally()
         criteria: Tally[str] = Tally()
         selected = context = repaired = unrepairable = 0

@@ -8,6 +8,7 @@ only a request that is wrong as a whole (its options, its size) raises.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -69,7 +70,8 @@ class Undecodable:
 class SelectionObserver(Protocol):
     """Where outcomes are counted (the service's Prometheus metrics); the core knows no metrics library."""
 
-    def observed(self, backend: str, outcomes: Sequence[Outcome]) -> None: ...
+    def observed(self, backend: str, outcomes: Sequence[Outcome], seconds: float) -> None:
+        """``outcomes`` of one batch, which took ``seconds`` (wall clock) to select."""
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class Selector:
     ) -> list[Outcome]:
         """One outcome per input, in order; an Undecodable input becomes its trajectory's error."""
         self.check_batch(len(trajectories), field_path)
+        started = time.perf_counter()
 
         def one(k: int) -> Outcome:
             item = trajectories[k]
@@ -176,7 +179,7 @@ class Selector:
         else:
             outcomes = [one(k) for k in range(len(trajectories))]
         if self.observer is not None:
-            self.observer.observed(resolved.backend.name, outcomes)
+            self.observer.observed(resolved.backend.name, outcomes, time.perf_counter() - started)
         return outcomes
 
     def select_one(
