@@ -1,7 +1,8 @@
 """Overhead of the selector service over calling the rules backend in-process.
 
     .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 256] [--first-batch 16]
-                                                [--rounds 30] [--wire columns|messages]
+                                                [--unary-batch 50] [--inflight 4] [--rounds 30]
+                                                [--wire columns|messages]
 
 Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the same N trajectories
 (the hand-labelled dev set, repeated under new ids) three ways:
@@ -23,12 +24,14 @@ It also prints the median of the rounds' own ratios, and the CPU-time ratio (all
 path burns in client and server vs the direct call): two processes may get more of a loaded
 machine than one, which would flatter the wall-clock ratio.
 
-The wall-clock ratio compares two processes at different moments, and this VM's speed moves by
-~10% from one second to the next, so one run's ratio is only good to about +-3%. The paired ratio
-takes that noise out: the server's own ``atlas_selector_select_seconds_total`` (time inside
-``Selector.select``, the same call the direct side makes) over the stream's wall-clock time, both
-measured during the same stream. It is the share of the stream's time that is selection; the rest is
-what the service adds (gRPC, messages, conversions, the client).
+The wall-clock ratio compares two processes at different moments, and on this VM one round of the
+same work varies by 10-15% from the next, so one 30-round run's ratio is only good to about +-3%.
+The paired ratio takes that noise out: the server's own ``atlas_selector_select_seconds_total``
+(time inside ``Selector.select``, the same call the direct side makes) over the stream's wall-clock
+time, both measured during the same stream. It is the share of the stream's time that is
+selection; the rest is what the service adds (gRPC, messages, conversions, the client). Its blind
+spot: whatever slows the selection itself in the server (a collection its decoding deferred, caches
+its conversions evicted) counts as selection.
 """
 
 from __future__ import annotations

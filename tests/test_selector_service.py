@@ -378,9 +378,10 @@ def test_grpcurl_select_steps_returns_capped_labels(service: Service) -> None:
 
 
 def test_cli_select_through_the_service(service: Service, tmp_path: Path) -> None:
+    """The default --batch: requests of 16, then the other 7 of the 23 (stream_requests' ramp)."""
     out = tmp_path / "masked.jsonl"
     run = subprocess.run(
-        [ATLAS, "select", "--in", str(DEV), "--out", str(out), "--server", service.target, "--batch", "7"],
+        [ATLAS, "select", "--in", str(DEV), "--out", str(out), "--server", service.target],
         capture_output=True,
         text=True,
         timeout=60,
