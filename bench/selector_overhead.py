@@ -91,7 +91,9 @@ def select_seconds(metrics_port: int) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as reply:
         body = reply.read().decode()
     found = re.search(r'^atlas_selector_select_seconds_total\{backend="rules"\} (\S+)$', body, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    if found is None:
+        raise SystemExit("the server's /metrics has no atlas_selector_select_seconds_total for rules")
+    return float(found.group(1))
 
 
 def chunks(items: list[Trajectory], size: int) -> Iterator[list[Trajectory]]:
