@@ -15,6 +15,7 @@ from atlas_selector.pipeline import BoundedPipeline
 from atlas_selector.rules import score_steps
 from atlas_selector.selector import Limits, SelectionOptions, Selector
 from atlas_selector.steps import split_turn
+from procs import wait_until
 
 from atlas.data.formats import read_file
 from atlas.data.model import Criterion, Message, Role, Trajectory
@@ -222,27 +223,47 @@ def test_pipeline_bounds_what_it_reads_ahead_of_a_slow_consumer() -> None:
     assert sorted(first + rest) == list(range(1000))  # every item, possibly out of order
 
 
-def test_inline_pipeline_reads_one_item_ahead_at_most_and_counts_in_flight() -> None:
+def test_in_order_pipeline_reads_ahead_boundedly_and_counts_in_flight() -> None:
     in_flight: list[int] = []
     pipeline: BoundedPipeline[int, int] = BoundedPipeline(
         max_in_flight=10, workers=2, on_in_flight=in_flight.append
     )
     read = []
+    workers = []
 
     def produce() -> object:
         for k in range(100):
             read.append(k)
             yield k
 
-    threads = threading.active_count()
-    results = pipeline.run_inline(produce(), lambda item: (2, lambda: item * 10))  # type: ignore[arg-type]
+    def prepare(item: int) -> tuple[int, object]:
+        def work() -> int:
+            workers.append(threading.current_thread())
+            return item * 10
+
+        return 2, work
+
+    results = pipeline.run_in_order(produce(), prepare)  # type: ignore[arg-type]
     assert [next(results) for _ in range(3)] == [0, 10, 20]
-    assert len(read) == 3 and threading.active_count() == threads  # in order, nothing read ahead, no thread
+    time.sleep(0.3)  # a fast producer, a stalled consumer
+    # Three answered, one prepared and waiting, one read and waiting to be handed on: no more.
+    assert len(read) == 5
     assert list(results) == [10 * k for k in range(3, 100)]
+    assert set(workers) == {threading.current_thread()}  # worked in the consumer's thread, in order
     assert sum(in_flight) == 0 and in_flight[:2] == [2, -2]
 
 
-def test_pipeline_passes_a_preparation_error_to_the_consumer() -> None:
+def test_in_order_pipeline_lets_its_reader_go_when_the_consumer_stops() -> None:
+    pipeline: BoundedPipeline[int, int] = BoundedPipeline(max_in_flight=10, workers=1)
+    threads = threading.active_count()
+    results = pipeline.run_in_order(iter(range(1000)), lambda item: (1, lambda: item))  # type: ignore[arg-type]
+    assert next(results) == 0
+    results.close()  # what gRPC does with a cancelled call's response iterator
+    wait_until(lambda: threading.active_count() == threads, timeout=5)
+
+
+@pytest.mark.parametrize("mode", ["run", "run_in_order"])
+def test_pipeline_passes_a_preparation_error_to_the_consumer(mode: str) -> None:
     pipeline: BoundedPipeline[int, int] = BoundedPipeline(max_in_flight=4, workers=1)
 
     def prepare(item: int) -> tuple[int, object]:
@@ -250,8 +271,12 @@ def test_pipeline_passes_a_preparation_error_to_the_consumer() -> None:
             raise InvalidArgument("bad", field_path="config")
         return 1, lambda: item
 
-    with pytest.raises(InvalidArgument):
-        list(pipeline.run(iter(range(10)), prepare))  # type: ignore[arg-type]
+    results = getattr(pipeline, mode)(iter(range(10)), prepare)
+    answered = []
+    with pytest.raises(InvalidArgument, match="bad"):
+        answered.extend(results)
+    # In order: everything before the bad item. Workers: the error may overtake work in progress.
+    assert answered == [0, 1, 2] if mode == "run_in_order" else set(answered) <= {0, 1, 2}
     assert threading.active_count() < 50
 
 
@@ -321,3 +346,29 @@ def test_decoding_a_batch_leaves_the_garbage_collector_as_it_found_it() -> None:
         assert not gc.isenabled()  # a collector someone turned off stays off
     finally:
         gc.enable()
+
+
+def test_batch_histogram_exposes_what_a_prometheus_histogram_would() -> None:
+    from atlas_selector.metrics import RATIO_BUCKETS, BatchHistogram
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    batch = BatchHistogram("x_ratio", "Doc.", "backend", RATIO_BUCKETS, ours)
+    reference = Histogram("x_ratio", "Doc.", ["backend"], buckets=RATIO_BUCKETS, registry=theirs)
+    values = [0.0, 0.05, 0.051, 0.2, 0.3, 0.33, 1.0, 1.5]  # on, between and past the bounds
+    batch.observe_many("rules", values[:3])
+    batch.observe_many("rules", values[3:])
+    batch.observe_many("all", [1.0])
+    batch.observe_many("none", [])
+    for value in values:
+        reference.labels("rules").observe(value)
+    reference.labels("all").observe(1.0)
+
+    def samples(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return sorted(line for line in text.splitlines() if "_created" not in line)
+
+    assert samples(ours) == samples(theirs)
+    assert 'x_ratio_bucket{backend="rules",le="0.05"} 2.0' in samples(ours)
+    with pytest.raises(ValueError, match="NaN"):
+        batch.observe_many("rules", [math.nan])

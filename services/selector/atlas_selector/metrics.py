@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import threading
+from bisect import bisect_left
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from atlas_selector.judge.http import JudgeCall
 from atlas_selector.selector import Outcome
@@ -29,12 +34,12 @@ class SelectorMetrics:
             ["backend", "outcome"],
             registry=registry,
         )
-        self.ratio = Histogram(
+        self.ratio = BatchHistogram(
             "atlas_selector_selected_ratio",
             "Fraction of a trajectory's steps selected as critical.",
-            ["backend"],
-            buckets=RATIO_BUCKETS,
-            registry=registry,
+            "backend",
+            RATIO_BUCKETS,
+            registry,
         )
         self.criteria = Counter(
             "atlas_selector_criteria",
@@ -89,9 +94,8 @@ class SelectorMetrics:
         """Count a batch, tallied locally first: a few metric updates per batch, not per trajectory."""
         self.select_seconds.labels(backend).inc(seconds)
         results: Tally[str] = Tally()
-        criteria: Tally[str] = Tally()
         selected = context = repaired = unrepairable = 0
-        ratio = self.ratio.labels(backend)  # one label lookup per batch, not per trajectory
+        ratios: list[float] = []
         for outcome in outcomes:
             if outcome.error is not None:
                 results[outcome.error.code.lower()] += 1
@@ -103,8 +107,9 @@ class SelectorMetrics:
             context += outcome.step_count - chosen
             repaired += bool(outcome.repairs)
             if outcome.step_count:
-                ratio.observe(chosen / outcome.step_count)
-            criteria.update(c.value for label in outcome.labels for c in label.criteria)
+                ratios.append(chosen / outcome.step_count)
+        self.ratio.observe_many(backend, ratios)
+        criteria = Tally(c.value for o in outcomes for label in o.labels for c in label.criteria)
         for name, count in results.items():
             self.trajectories.labels(backend, name).inc(count)
         for name, count in criteria.items():
@@ -116,3 +121,60 @@ class SelectorMetrics:
             self.repairs.labels(backend, "repaired").inc(repaired)
         if unrepairable:
             self.repairs.labels(backend, "failed").inc(unrepairable)
+
+
+class BatchHistogram:
+    """A histogram with one label that takes a batch's observations in one call.
+
+    prometheus_client's ``Histogram.observe`` takes a lock and walks the buckets in Python for each
+    value: 2.9 ms per 1,000 trajectories, a tenth of the service's overhead over the selection
+    itself (bench/README.md, selector tenth pass). Here a batch is bucketed with ``bisect`` and added
+    under one lock. It exposes the same samples as a Histogram (``_bucket`` with ``le``, ``_count``,
+    ``_sum``), so queries and dashboards do not change.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        label: str,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self.bounds = tuple(sorted(buckets))
+        self._lock = threading.Lock()
+        self._series: dict[str, tuple[list[int], list[float]]] = {}  # value -> (counts, [sum])
+        registry.register(self)
+
+    def observe_many(self, label_value: str, values: Sequence[float]) -> None:
+        """Observe each of ``values`` under ``label_value``; NaN is refused as Histogram refuses it."""
+        if not values:
+            return
+        bounds = self.bounds
+        counts = [0] * (len(bounds) + 1)  # the last one is +Inf's own
+        for value in values:
+            counts[bisect_left(bounds, value)] += 1
+        total = math.fsum(values)
+        if math.isnan(total):
+            raise ValueError(f"{self.name}: cannot observe NaN")
+        with self._lock:
+            series = self._series.setdefault(label_value, ([0] * len(counts), [0.0]))
+            for k, count in enumerate(counts):
+                series[0][k] += count
+            series[1][0] += total
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            snapshot = {value: (list(counts), sums[0]) for value, (counts, sums) in self._series.items()}
+        for value, (counts, total) in sorted(snapshot.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*self.bounds, math.inf), counts, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))
+            family.add_metric([value], buckets, sum_value=total)
+        yield family

@@ -65,22 +65,57 @@ class BoundedPipeline(Generic[T, R]):
         self.workers = workers
         self.on_in_flight = on_in_flight or (lambda _delta: None)
 
-    def run_inline(self, items: Iterator[T], prepare: Callable[[T], tuple[int, Work[R]]]) -> Iterator[R]:
-        """``run`` without threads: one item at a time, in order, in the caller's thread.
+    def run_in_order(self, items: Iterator[T], prepare: Callable[[T], tuple[int, Work[R]]]) -> Iterator[R]:
+        """``run`` for CPU-bound work: one item at a time, in order, worked in the caller's thread,
+        while a reader thread reads and prepares the next item.
 
-        For CPU-bound work (the rules backend) under the GIL a reader and workers only pass the GIL
-        back and forth, and each hand-off to a thread that wants it can wait a whole switch interval
-        (5 ms) while another thread computes; in a 50-trajectory batch of ~30 ms that was several
-        per cent. One item in flight is back-pressure enough: nothing is read before the previous
-        answer has been taken.
+        Workers would gain nothing under the GIL, only pass it back and forth (a hand-off to a thread
+        that wants it can wait a whole switch interval, 5 ms, while another computes). Reading is
+        different: a 256-trajectory request is ~1 MB, and reading it takes HTTP/2 flow-control round
+        trips (~0.8 ms here) during which the reader waits without the GIL. Read ahead, that wait
+        overlaps the previous item's work (bench/README.md, selector tenth pass). Back-pressure: at
+        most one prepared item waits, and one more is being read, beyond the one being worked.
+        ``on_in_flight`` counts an item from when its work starts until its result has been taken.
         """
-        for item in items:
-            units, work = prepare(item)
-            self.on_in_flight(units)
+        ready: queue.Queue[tuple[int, Work[R]] | BaseException | _Done] = queue.Queue(maxsize=1)
+        stop = threading.Event()
+
+        def hand_on(got: tuple[int, Work[R]] | BaseException | _Done) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(got, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
             try:
-                yield work()
+                for item in items:
+                    if not hand_on(prepare(item)):
+                        return
+            except BaseException as error:
+                hand_on(error)
             finally:
-                self.on_in_flight(-units)
+                hand_on(_DONE)
+
+        reader = threading.Thread(target=read, name="select-stream-reader", daemon=True)
+        reader.start()
+        try:
+            while True:
+                got = ready.get()
+                if isinstance(got, _Done):
+                    return
+                if isinstance(got, BaseException):
+                    raise got
+                units, work = got
+                self.on_in_flight(units)
+                try:
+                    yield work()
+                finally:
+                    self.on_in_flight(-units)
+        finally:
+            stop.set()  # a consumer that stopped early (a cancelled call) lets the reader go
 
     def run(self, items: Iterator[T], prepare: Callable[[T], tuple[int, Work[R]]]) -> Iterator[R]:
         results: queue.Queue[tuple[int, R] | BaseException | _Done] = queue.Queue()

@@ -92,7 +92,8 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
             return max(1, units), work
 
         # The first message's backend decides how the stream runs: a judge (requests wait on I/O)
-        # through the threaded pipeline, so batches overlap; a CPU-bound backend in this thread.
+        # through the threaded pipeline, so batches overlap; a CPU-bound backend in this thread, with
+        # the next request read ahead.
         first = next(request_iterator, None)
         if first is None:
             return iter(())
@@ -106,7 +107,7 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         items = itertools.chain([first], request_iterator)
         if getattr(state["resolved"].backend, "concurrency", 1) > 1:
             return self.pipeline.run(items, prepare_once)
-        return self.pipeline.run_inline(items, prepare_once)
+        return self.pipeline.run_in_order(items, prepare_once)
 
     def CreateSelectionJob(
         self, request: pb.CreateSelectionJobRequest, context: grpc.ServicerContext
