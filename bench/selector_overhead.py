@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 256] [--first-batch 16]
                                                 [--unary-batch 50] [--inflight 4] [--rounds 30]
-                                                [--wire columns|messages]
+                                                [--wire columns|messages] [--reply columns|results]
 
 Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the same N trajectories
 (the hand-labelled dev set, repeated under new ids) three ways:
@@ -16,8 +16,11 @@ Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the s
 
 The service sides send the trajectories as ``--wire``: TrajectoryColumns (default; what
 ``atlas select --server`` sends) or repeated Trajectory, and their times include the client's
-conversion to protobuf. The three sides run back to back for ``--rounds`` rounds, in an order that
-rotates from round to round; a side's throughput is over all its rounds (this VM's speed changes
+conversion to protobuf. They get the labels back as ``--reply``: SelectionResultColumns (default,
+``reply_in_columns``; what ``atlas select --server`` asks for) or a SelectionResult each.
+
+The three sides run back to back for ``--rounds`` rounds, in an order that rotates from round to
+round; a side's throughput is over all its rounds (this VM's speed changes
 within a second by +-20%: only many interleaved rounds average that out). Last line:
 ``ratio=<service/direct>`` (wall-clock throughput) for the streaming path (the one pipelines use).
 It also prints the median of the rounds' own ratios, and the CPU-time ratio (all CPU the service
@@ -119,6 +122,13 @@ def main() -> None:
         help="how the client sends trajectories: TrajectoryColumns (the pipeline way, the default) or "
         "repeated Trajectory (one Message per turn)",
     )
+    parser.add_argument(
+        "--reply",
+        choices=("columns", "results"),
+        default="columns",
+        help="how the service answers: SelectionResultColumns (reply_in_columns, the default) or a "
+        "SelectionResult per trajectory",
+    )
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     trajectories = workload(args.trajectories)
@@ -128,6 +138,11 @@ def main() -> None:
         if args.wire == "columns":
             return {"columns": trajectories_to_columns(chunk)}
         return {"trajectories": [trajectory_to_proto(t) for t in chunk]}
+
+    in_columns = args.reply == "columns"
+
+    def answered(reply: pb.SelectStepsResponse | pb.StreamSelectStepsResponse) -> int:
+        return len(reply.results) + len(reply.result_columns.trajectory_ids)
 
     selector = Selector()
     resolved = selector.resolve(SelectionOptions("rules"))
@@ -169,8 +184,10 @@ def main() -> None:
 
         def unary() -> None:
             def call(chunk: list[Trajectory]) -> int:
-                request = pb.SelectStepsRequest(config=config, labels_only=True, **wire(chunk))
-                return len(client.select_steps(request).results)
+                request = pb.SelectStepsRequest(
+                    config=config, labels_only=True, reply_in_columns=in_columns, **wire(chunk)
+                )
+                return answered(client.select_steps(request))
 
             with ThreadPoolExecutor(args.inflight) as pool:
                 assert sum(pool.map(call, chunks(trajectories, args.unary_batch))) == n
@@ -183,10 +200,11 @@ def main() -> None:
                     batch=args.batch,
                     first_batch=args.first_batch,
                     columns=args.wire == "columns",
+                    reply_in_columns=in_columns,
                 ):
                     yield request
 
-            got = sum(len(reply.results) for reply in client.stream_select_steps(requests()))
+            got = sum(answered(reply) for reply in client.stream_select_steps(requests()))
             assert got == n
 
         # Interleaved rounds: each round runs the three sides back to back, in an order that rotates
@@ -223,7 +241,7 @@ def main() -> None:
 
     print(
         f"trajectories={n} stream batches {args.first_batch}..{args.batch}, unary batch={args.unary_batch}"
-        f" inflight={args.inflight}, rounds={args.rounds} wire={args.wire}, interleaved"
+        f" inflight={args.inflight}, rounds={args.rounds} wire={args.wire} reply={args.reply}, interleaved"
     )
     for name in ("direct", "unary", "stream"):
         walls = times[name]

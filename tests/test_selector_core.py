@@ -18,7 +18,7 @@ from atlas_selector.steps import split_turn
 from procs import wait_until
 
 from atlas.data.formats import read_file
-from atlas.data.model import Criterion, Message, Role, Trajectory
+from atlas.data.model import Criterion, Message, Role, StepLabel, Trajectory
 from atlas.errors import FailedPrecondition, InvalidArgument
 
 DEV = Path(__file__).parent / "data" / "selector_dev" / "dev.jsonl"
@@ -372,3 +372,36 @@ def test_batch_histogram_exposes_what_a_prometheus_histogram_would() -> None:
     assert 'x_ratio_bucket{backend="rules",le="0.05"} 2.0' in samples(ours)
     with pytest.raises(ValueError, match="NaN"):
         batch.observe_many("rules", [math.nan])
+
+
+def test_result_columns_round_trip_and_name_a_column_that_disagrees() -> None:
+    from atlas_selector.convert import add_result_columns, outcomes_from_response
+    from atlas_selector.selector import Outcome
+
+    from atlas.protoconv import criteria_bits, criteria_from_bits
+    from atlas.selector.v1 import selector_service_pb2 as pb
+
+    every = tuple(Criterion)
+    assert criteria_from_bits(criteria_bits(every)) == every
+    assert criteria_bits(["SELF_CORRECTION", Criterion.PLAN_CREATION]) == 0b1001
+    for bad in (0, 16):
+        with pytest.raises(InvalidArgument, match=f"got {bad}"):
+            criteria_from_bits(bad)
+    error = InvalidArgument("no assistant turn", field_path="trajectories[1].messages")
+    outcomes = [
+        Outcome("a", 4, [StepLabel(0, (Criterion.PLAN_CREATION,), "plan"), StepLabel(3, every, "")]),
+        Outcome("b", 0, [], error=error),
+        Outcome("c", 2, []),
+    ]
+    response = pb.StreamSelectStepsResponse()
+    add_result_columns(response.result_columns, response.results, outcomes, "v9")
+    assert [r.trajectory_id for r in response.results] == ["b"]
+    assert response.result_columns.prompt_version == "v9"
+    back = {o.trajectory_id: o for o in outcomes_from_response(response)}
+    assert [(o.step_count, o.labels) for o in (back["a"], back["c"])] == [(4, outcomes[0].labels), (2, [])]
+    assert back["b"].error is not None and back["b"].error.code == "INVALID_ARGUMENT"
+    assert back["b"].error.field_path == "trajectories[1].messages"
+    response.result_columns.rationales.append("one too many")
+    with pytest.raises(InvalidArgument) as bad_column:
+        outcomes_from_response(response)
+    assert bad_column.value.field_path == "result_columns.rationales"

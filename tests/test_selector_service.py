@@ -20,6 +20,8 @@ from pathlib import Path
 import grpc
 import pytest
 from atlas_selector.client import SelectorClient
+from atlas_selector.convert import outcomes_from_response
+from atlas_selector.selector import Outcome
 from conftest import S3Server
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import free_port, start_process, stop_process, wait_until
@@ -27,7 +29,7 @@ from procs import free_port, start_process, stop_process, wait_until
 from atlas import errors, storage
 from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
 from atlas.data.formats import read_file, write_file
-from atlas.data.model import Message, Role, Trajectory
+from atlas.data.model import Message, Role, StepLabel, Trajectory
 from atlas.jobs import JobState, JobStore
 from atlas.protoconv import trajectories_to_columns, trajectory_to_proto
 from atlas.selector.v1 import selector_service_pb2 as pb
@@ -221,6 +223,53 @@ def test_columns_get_the_same_labels_as_messages_and_follow_them(service: Servic
     }
     # Not labels_only: the masked trajectory is rebuilt from the columns.
     assert all(r.masked_trajectory.messages and not r.HasField("error") for r in mixed[2:])
+
+
+def test_labels_come_back_in_columns_the_same_as_in_results(service: Service) -> None:
+    trajectories = dev_trajectories()
+    columns = trajectories_to_columns(trajectories[:6])
+    roles = bytearray(columns.roles)
+    roles[columns.message_counts[0] + 1] = 42  # trajectory 1 fails alone
+    columns.roles = bytes(roles)
+    config = pb.SelectionConfig(backend="rules")
+    with service.client() as client:
+        as_results = client.select_steps(
+            pb.SelectStepsRequest(columns=columns, config=config, labels_only=True)
+        )
+        as_columns = client.select_steps(
+            pb.SelectStepsRequest(columns=columns, config=config, labels_only=True, reply_in_columns=True)
+        )
+        streamed = [
+            reply
+            for reply in client.stream_select_steps(
+                iter(
+                    [
+                        pb.StreamSelectStepsRequest(
+                            config=config, columns=columns, labels_only=True, reply_in_columns=True
+                        )
+                    ]
+                )
+            )
+        ]
+        with pytest.raises(errors.InvalidArgument) as bad:
+            client.select_steps(pb.SelectStepsRequest(columns=columns, reply_in_columns=True))
+    assert bad.value.field_path == "reply_in_columns"
+    # The failed trajectory stays a SelectionResult with its error; the others are in the columns.
+    assert [r.trajectory_id for r in as_columns.results] == [trajectories[1].id]
+    assert as_columns.results[0].error.field_path == as_results.results[1].error.field_path
+    assert list(as_columns.result_columns.trajectory_ids) == [
+        t.id for k, t in enumerate(trajectories[:6]) if k != 1
+    ]
+    assert sum(as_columns.result_columns.label_counts) == sum(len(r.labels) for r in as_results.results)
+
+    def by_id(outcomes: list[Outcome]) -> dict[str, tuple[int, list[StepLabel], str]]:
+        return {o.trajectory_id: (o.step_count, o.labels, o.error.code if o.error else "") for o in outcomes}
+
+    from_results = by_id(outcomes_from_response(as_results))
+    assert by_id(outcomes_from_response(as_columns)) == from_results
+    assert by_id([o for reply in streamed for o in outcomes_from_response(reply)]) == from_results
+    assert from_results[trajectories[1].id][2] == "INVALID_ARGUMENT"
+    assert any(labels for _steps, labels, _code in from_results.values())
 
 
 def test_bad_columns_fail_alone_or_as_a_request(service: Service) -> None:

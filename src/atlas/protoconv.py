@@ -283,6 +283,32 @@ def step_label_from_proto(msg: trajectory_pb2.StepLabel, field_path: str = "labe
     return StepLabel(step_index=msg.step_index, criteria=tuple(criteria), rationale=msg.rationale)
 
 
+# Criteria as one byte (SelectionResultColumns.criteria): bit 1 << (c - 1) for each Criterion value c.
+_CRITERION_BIT: dict[Criterion, int] = {c: 1 << (int(v) - 1) for c, v in _CRITERION_TO_PROTO.items()}
+_CRITERIA_OF_BITS: tuple[tuple[Criterion, ...], ...] = tuple(
+    tuple(c for c in Criterion if bits & _CRITERION_BIT[c]) for bits in range(1 << len(_CRITERION_BIT))
+)
+
+
+def criteria_bits(criteria: Iterable[Criterion | str]) -> int:
+    """The criteria as one byte, bit 1 << (c - 1) for each Criterion value c."""
+    bits = 0
+    for criterion in criteria:
+        bit = _CRITERION_BIT.get(criterion)  # type: ignore[arg-type]  # a StrEnum hashes like its value
+        bits |= bit if bit is not None else _CRITERION_BIT[Criterion(criterion)]
+    return bits
+
+
+def criteria_from_bits(bits: int, field_path: str = "criteria") -> tuple[Criterion, ...]:
+    """The criteria of a byte from :func:`criteria_bits`, in Criterion order (the canonical one)."""
+    if not 0 < bits < len(_CRITERIA_OF_BITS):
+        raise InvalidArgument(
+            f"a label's criteria byte sets bits 1, 2, 4 or 8, at least one; got {bits}",
+            field_path=field_path,
+        )
+    return _CRITERIA_OF_BITS[bits]
+
+
 # ------------------------------------------------------------------------------------- enums by name
 
 

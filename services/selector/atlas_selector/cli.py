@@ -154,15 +154,13 @@ def _local(selector: Any, source: Iterator[Any], options: Any) -> Iterator[Any]:
 
 def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Iterator[Any]:
     """Stream batches to the service and rebuild each masked trajectory from the labels it returns
-    (labels_only: the trajectories stay here, only labels travel back; they go out in columns, the
+    (labels_only: the trajectories stay here, only labels travel back; both ways in columns, the
     cheap form, since metadata and labels need not travel)."""
     from collections import defaultdict, deque
 
-    from atlas.errors import AtlasError
-    from atlas.protoconv import step_label_from_proto
     from atlas.selector.v1 import selector_service_pb2 as pb
     from atlas_selector.client import SelectorClient, stream_requests
-    from atlas_selector.convert import options_to_proto
+    from atlas_selector.convert import options_to_proto, outcomes_from_response
     from atlas_selector.selector import Outcome
 
     # Results may come back out of order; the output keeps the input's order (a reorder buffer no
@@ -175,18 +173,10 @@ def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Ite
             pending.extend(chunk)
             yield request
 
-    def outcome_of(result: pb.SelectionResult) -> Outcome:
-        if result.HasField("error"):
-            error = AtlasError(result.error.message, field_path=result.error.field_path)
-            error.code = _code_name(result.error.code)
-            return Outcome(result.trajectory_id, result.step_count, [], error=error)
-        labels = [step_label_from_proto(label) for label in result.labels]
-        return Outcome(result.trajectory_id, result.step_count, labels)
-
     with SelectorClient(server) as client:
         for response in client.stream_select_steps(requests(), timeout=24 * 3600):
-            for result in response.results:
-                arrived[result.trajectory_id].append(outcome_of(result))
+            for outcome in outcomes_from_response(response):
+                arrived[outcome.trajectory_id].append(outcome)
             while pending and arrived.get(pending[0].id):
                 trajectory = pending.popleft()
                 outcome = arrived[trajectory.id].popleft()
@@ -195,12 +185,6 @@ def _remote(server: str, source: Iterator[Any], options: Any, batch: int) -> Ite
                 if outcome.error is None:
                     outcome.masked = trajectory.with_critical_steps(outcome.labels)
                 yield outcome
-
-
-def _code_name(number: int) -> str:
-    from atlas.protoconv import status_code_name
-
-    return status_code_name(number)
 
 
 def cmd_select_eval(args: argparse.Namespace) -> int:

@@ -58,23 +58,31 @@ def stream_requests(
     first_batch: int = 16,
     labels_only: bool = True,
     columns: bool = True,
+    reply_in_columns: bool | None = None,
 ) -> Iterator[tuple[list[Trajectory], pb.StreamSelectStepsRequest]]:
     """``(chunk, request)`` pairs that send ``trajectories`` over ``StreamSelectSteps``, ``config`` on
     the first request only: as ``TrajectoryColumns`` (the cheap form), or with ``columns=False`` as
     repeated ``Trajectory`` (which also carries metadata and labels).
+
+    ``reply_in_columns`` (by default, whenever ``labels_only``) asks for the labels back as
+    ``SelectionResultColumns``, the cheap form; ``convert.outcomes_from_response`` reads either form.
 
     Request sizes start at ``first_batch`` and double up to ``batch``. The service starts selecting
     on the small first request while this side encodes the next one, and the later, large requests
     keep the per-message costs low: each message costs the service about a millisecond of gRPC
     hand-offs on a 2-core VM, so 20 messages of 50 cost ~2% of a rules stream, 7 ramped ones <1%.
     """
+    if reply_in_columns is None:
+        reply_in_columns = labels_only
     if batch < 1 or first_batch < 1:
         raise ValueError(f"batch sizes must be at least 1, got batch={batch} first_batch={first_batch}")
     source = iter(trajectories)
     size = min(first_batch, batch)
     first = True
     while chunk := list(islice(source, size)):
-        request = pb.StreamSelectStepsRequest(config=config if first else None, labels_only=labels_only)
+        request = pb.StreamSelectStepsRequest(
+            config=config if first else None, labels_only=labels_only, reply_in_columns=reply_in_columns
+        )
         if columns:
             request.columns.CopyFrom(trajectories_to_columns(chunk))
         else:

@@ -10,15 +10,19 @@ from collections.abc import Iterator, Sequence
 from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from atlas.common.v1 import dataset_pb2, job_pb2, trajectory_pb2
-from atlas.data.model import Trajectory
+from atlas.data.model import StepLabel, Trajectory
 from atlas.errors import AtlasError, InvalidArgument
 from atlas.jobs import Job
 from atlas.protoconv import (
     add_step_labels,
+    criteria_bits,
+    criteria_from_bits,
     dataset_format_from_proto,
     dataset_format_to_proto,
     job_status_to_proto,
+    status_code_name,
     status_code_number,
+    step_label_from_proto,
     trajectories_from_columns,
     trajectory_from_proto,
     trajectory_to_proto,
@@ -136,6 +140,91 @@ def add_results(
             result.error.CopyFrom(job_error_to_proto(outcome.error))
         elif outcome.masked is not None:
             result.masked_trajectory.CopyFrom(trajectory_to_proto(outcome.masked))
+
+
+def add_result_columns(
+    columns: pb.SelectionResultColumns,
+    failed: RepeatedCompositeFieldContainer[pb.SelectionResult],
+    outcomes: Sequence[Outcome],
+    prompt_version: str = "",
+) -> None:
+    """The labelled outcomes into ``columns`` (a labels_only reply_in_columns response), the failed
+    ones into ``failed`` as SelectionResults with their error.
+
+    A few repeated fields extended once per response, where ``add_results`` builds a SelectionResult
+    and a StepLabel per label: 0.6 vs 3.5 ms per 1,000 trajectories (bench/README.md).
+    """
+    ids: list[str] = []
+    step_counts: list[int] = []
+    label_counts: list[int] = []
+    indices: list[int] = []
+    rationales: list[str] = []
+    criteria = bytearray()
+    errors: list[Outcome] = []
+    for outcome in outcomes:
+        if outcome.error is not None:
+            errors.append(outcome)
+            continue
+        ids.append(outcome.trajectory_id)
+        step_counts.append(outcome.step_count)
+        label_counts.append(len(outcome.labels))
+        for label in outcome.labels:
+            indices.append(label.step_index)
+            criteria.append(criteria_bits(label.criteria))
+            rationales.append(label.rationale)
+    columns.trajectory_ids.extend(ids)
+    columns.step_counts.extend(step_counts)
+    columns.label_counts.extend(label_counts)
+    columns.step_indices.extend(indices)
+    columns.criteria += bytes(criteria)
+    columns.rationales.extend(rationales)
+    if prompt_version and ids:
+        columns.prompt_version = prompt_version
+    add_results(failed, errors, prompt_version)
+
+
+def outcomes_from_response(response: pb.SelectStepsResponse | pb.StreamSelectStepsResponse) -> list[Outcome]:
+    """What a response carries, as Outcomes: its ``results`` first, then its ``result_columns``.
+
+    Labels only (a masked trajectory is not read back). Raises InvalidArgument naming the column when
+    the result columns disagree in length.
+    """
+    outcomes = [outcome_from_proto(result) for result in response.results]
+    columns = response.result_columns
+    ids, label_counts = columns.trajectory_ids, columns.label_counts
+    labels = len(columns.step_indices)
+
+    def check(length: int, expected: int, name: str) -> None:
+        if length != expected:
+            raise InvalidArgument(
+                f"has {length} entries, expected {expected}", field_path=f"result_columns.{name}"
+            )
+
+    check(len(columns.step_counts), len(ids), "step_counts")
+    check(len(label_counts), len(ids), "label_counts")
+    check(labels, sum(label_counts), "step_indices")
+    check(len(columns.criteria), labels, "criteria")
+    check(len(columns.rationales), labels, "rationales")
+    indices, criteria, rationales = list(columns.step_indices), columns.criteria, list(columns.rationales)
+    at = 0
+    for trajectory_id, step_count, count in zip(ids, columns.step_counts, label_counts, strict=True):
+        labels_of = []
+        for k in range(at, at + count):
+            named = criteria_from_bits(criteria[k], f"result_columns.criteria[{k}]")
+            labels_of.append(StepLabel(indices[k], named, rationales[k]))
+        outcomes.append(Outcome(trajectory_id, step_count, labels_of))
+        at += count
+    return outcomes
+
+
+def outcome_from_proto(result: pb.SelectionResult) -> Outcome:
+    """One SelectionResult as an Outcome: its labels, or its error (with the error's status code)."""
+    if result.HasField("error"):
+        error = AtlasError(result.error.message, field_path=result.error.field_path)
+        error.code = status_code_name(result.error.code)
+        return Outcome(result.trajectory_id, result.step_count, [], error=error)
+    labels = [step_label_from_proto(label) for label in result.labels]
+    return Outcome(result.trajectory_id, result.step_count, labels)
 
 
 def job_spec_from_proto(msg: pb.CreateSelectionJobRequest) -> SelectionJobSpec:

@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 
 import grpc
-from google.protobuf.internal.containers import RepeatedCompositeFieldContainer
 
 from atlas.common.v1 import trajectory_pb2
 from atlas.errors import InvalidArgument
@@ -17,6 +16,7 @@ from atlas.protoconv import job_state_from_proto
 from atlas.selector.v1 import selector_service_pb2 as pb
 from atlas.selector.v1 import selector_service_pb2_grpc as pb_grpc
 from atlas_selector.convert import (
+    add_result_columns,
     add_results,
     decode_batch,
     job_spec_from_proto,
@@ -45,21 +45,33 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         columns: trajectory_pb2.TrajectoryColumns,
         resolved: Resolved,
         labels_only: bool,
-        results: RepeatedCompositeFieldContainer[pb.SelectionResult],
+        reply_in_columns: bool,
+        response: pb.SelectStepsResponse | pb.StreamSelectStepsResponse,
     ) -> None:
-        """Select and append the results to a response's ``results``."""
+        """Select and put the results in ``response``."""
         self.selector.check_batch(len(trajectories) + len(columns.ids))
         outcomes = self.selector.select(
             decode_batch(trajectories, columns), resolved, labels_only=labels_only
         )
-        add_results(results, outcomes, resolved.prompt_version)
+        if reply_in_columns:
+            add_result_columns(response.result_columns, response.results, outcomes, resolved.prompt_version)
+        else:
+            add_results(response.results, outcomes, resolved.prompt_version)
 
     def SelectSteps(
         self, request: pb.SelectStepsRequest, context: grpc.ServicerContext
     ) -> pb.SelectStepsResponse:
         resolved = self.selector.resolve(options_from_proto(request.config))
+        _check_reply_in_columns(request)
         response = pb.SelectStepsResponse()
-        self._select(request.trajectories, request.columns, resolved, request.labels_only, response.results)
+        self._select(
+            request.trajectories,
+            request.columns,
+            resolved,
+            request.labels_only,
+            request.reply_in_columns,
+            response,
+        )
         return response
 
     def StreamSelectSteps(
@@ -78,6 +90,7 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
             elif "resolved" not in state:
                 raise InvalidArgument("the first message of the stream needs a config", field_path="config")
             resolved, labels_only = state["resolved"], request.labels_only
+            reply_in_columns = _check_reply_in_columns(request)
             trajectories, columns = list(request.trajectories), request.columns
             units = len(trajectories) + len(columns.ids)
             self.selector.check_batch(units)
@@ -86,7 +99,7 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
                 overlap = getattr(resolved.backend, "concurrency", 1) > 1
                 with contextlib.nullcontext() if overlap else cpu_turn:
                     response = pb.StreamSelectStepsResponse()
-                    self._select(trajectories, columns, resolved, labels_only, response.results)
+                    self._select(trajectories, columns, resolved, labels_only, reply_in_columns, response)
                 return response
 
             return max(1, units), work
@@ -137,3 +150,11 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
         job = self.jobs.store.cancel(request.id)
         self.jobs.changed()
         return pb.CancelSelectionJobResponse(job=job_to_proto(job))
+
+
+def _check_reply_in_columns(request: pb.SelectStepsRequest | pb.StreamSelectStepsRequest) -> bool:
+    if request.reply_in_columns and not request.labels_only:
+        raise InvalidArgument(
+            "needs labels_only: a masked trajectory has no column form", field_path="reply_in_columns"
+        )
+    return request.reply_in_columns

@@ -27,7 +27,7 @@ from atlas.common.v1 import job_pb2 as atlas_dot_common_dot_v1_dot_job__pb2
 from atlas.common.v1 import trajectory_pb2 as atlas_dot_common_dot_v1_dot_trajectory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(atlas/selector/v1/selector_service.proto\x12\x11\x61tlas.selector.v1\x1a\x1d\x61tlas/common/v1/dataset.proto\x1a\x19\x61tlas/common/v1/job.proto\x1a atlas/common/v1/trajectory.proto\"\x8f\x01\n\x0fSelectionConfig\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tmax_ratio\x18\x02 \x01(\x01\x12\x16\n\tmin_steps\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05model\x18\x05 \x01(\t\x12\x15\n\rcomplement_of\x18\x06 \x01(\tB\x0c\n\n_min_steps\"\xc5\x01\n\x12SelectStepsRequest\x12\x31\n\x0ctrajectories\x18\x01 \x03(\x0b\x32\x1b.atlas.common.v1.Trajectory\x12\x32\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\x12\x13\n\x0blabels_only\x18\x03 \x01(\x08\x12\x33\n\x07\x63olumns\x18\x04 \x01(\x0b\x32\".atlas.common.v1.TrajectoryColumns\"\xe2\x01\n\x0fSelectionResult\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12*\n\x06labels\x18\x02 \x03(\x0b\x32\x1a.atlas.common.v1.StepLabel\x12\x36\n\x11masked_trajectory\x18\x03 \x01(\x0b\x32\x1b.atlas.common.v1.Trajectory\x12\x12\n\nstep_count\x18\x04 \x01(\r\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.atlas.common.v1.JobError\x12\x16\n\x0eprompt_version\x18\x06 \x01(\t\"J\n\x13SelectStepsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".atlas.selector.v1.SelectionResult\"\xcb\x01\n\x18StreamSelectStepsRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\x12\x31\n\x0ctrajectories\x18\x02 \x03(\x0b\x32\x1b.atlas.common.v1.Trajectory\x12\x13\n\x0blabels_only\x18\x03 \x01(\x08\x12\x33\n\x07\x63olumns\x18\x04 \x01(\x0b\x32\".atlas.common.v1.TrajectoryColumns\"P\n\x19StreamSelectStepsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".atlas.selector.v1.SelectionResult\"\xc5\x02\n\x0cSelectionJob\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0b\x32\x1a.atlas.common.v1.JobStatus\x12*\n\x05input\x18\x03 \x01(\x0b\x32\x1b.atlas.common.v1.DatasetRef\x12\x12\n\noutput_uri\x18\x04 \x01(\t\x12\x35\n\routput_format\x18\x05 \x01(\x0e\x32\x1e.atlas.common.v1.DatasetFormat\x12\x32\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\x12\x19\n\x11trajectories_done\x18\x07 \x01(\x04\x12\x1a\n\x12trajectories_total\x18\x08 \x01(\x04\x12\x1b\n\x13trajectories_failed\x18\t \x01(\x04\"\xc6\x01\n\x19\x43reateSelectionJobRequest\x12*\n\x05input\x18\x01 \x01(\x0b\x32\x1b.atlas.common.v1.DatasetRef\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\x35\n\routput_format\x18\x03 \x01(\x0e\x32\x1e.atlas.common.v1.DatasetFormat\x12\x32\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\"J\n\x1a\x43reateSelectionJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.atlas.selector.v1.SelectionJob\"$\n\x16GetSelectionJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x17GetSelectionJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.atlas.selector.v1.SelectionJob\"k\n\x18ListSelectionJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.atlas.common.v1.JobState\"c\n\x19ListSelectionJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x1f.atlas.selector.v1.SelectionJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x19\x43\x61ncelSelectionJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x1a\x43\x61ncelSelectionJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.atlas.selector.v1.SelectionJob2\xa3\x05\n\x0fSelectorService\x12\\\n\x0bSelectSteps\x12%.atlas.selector.v1.SelectStepsRequest\x1a&.atlas.selector.v1.SelectStepsResponse\x12r\n\x11StreamSelectSteps\x12+.atlas.selector.v1.StreamSelectStepsRequest\x1a,.atlas.selector.v1.StreamSelectStepsResponse(\x01\x30\x01\x12q\n\x12\x43reateSelectionJob\x12,.atlas.selector.v1.CreateSelectionJobRequest\x1a-.atlas.selector.v1.CreateSelectionJobResponse\x12h\n\x0fGetSelectionJob\x12).atlas.selector.v1.GetSelectionJobRequest\x1a*.atlas.selector.v1.GetSelectionJobResponse\x12n\n\x11ListSelectionJobs\x12+.atlas.selector.v1.ListSelectionJobsRequest\x1a,.atlas.selector.v1.ListSelectionJobsResponse\x12q\n\x12\x43\x61ncelSelectionJob\x12,.atlas.selector.v1.CancelSelectionJobRequest\x1a-.atlas.selector.v1.CancelSelectionJobResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(atlas/selector/v1/selector_service.proto\x12\x11\x61tlas.selector.v1\x1a\x1d\x61tlas/common/v1/dataset.proto\x1a\x19\x61tlas/common/v1/job.proto\x1a atlas/common/v1/trajectory.proto\"\x8f\x01\n\x0fSelectionConfig\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x11\n\tmax_ratio\x18\x02 \x01(\x01\x12\x16\n\tmin_steps\x18\x03 \x01(\rH\x00\x88\x01\x01\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\r\n\x05model\x18\x05 \x01(\t\x12\x15\n\rcomplement_of\x18\x06 \x01(\tB\x0c\n\n_min_steps\"\xdf\x01\n\x12SelectStepsRequest\x12\x31\n\x0ctrajectories\x18\x01 \x03(\x0b\x32\x1b.atlas.common.v1.Trajectory\x12\x32\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\x12\x13\n\x0blabels_only\x18\x03 \x01(\x08\x12\x33\n\x07\x63olumns\x18\x04 \x01(\x0b\x32\".atlas.common.v1.TrajectoryColumns\x12\x18\n\x10reply_in_columns\x18\x05 \x01(\x08\"\xe2\x01\n\x0fSelectionResult\x12\x15\n\rtrajectory_id\x18\x01 \x01(\t\x12*\n\x06labels\x18\x02 \x03(\x0b\x32\x1a.atlas.common.v1.StepLabel\x12\x36\n\x11masked_trajectory\x18\x03 \x01(\x0b\x32\x1b.atlas.common.v1.Trajectory\x12\x12\n\nstep_count\x18\x04 \x01(\r\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.atlas.common.v1.JobError\x12\x16\n\x0eprompt_version\x18\x06 \x01(\t\"\xaf\x01\n\x16SelectionResultColumns\x12\x16\n\x0etrajectory_ids\x18\x01 \x03(\t\x12\x13\n\x0bstep_counts\x18\x02 \x03(\r\x12\x14\n\x0clabel_counts\x18\x03 \x03(\r\x12\x14\n\x0cstep_indices\x18\x04 \x03(\r\x12\x10\n\x08\x63riteria\x18\x05 \x01(\x0c\x12\x12\n\nrationales\x18\x06 \x03(\t\x12\x16\n\x0eprompt_version\x18\x07 \x01(\t\"\x8d\x01\n\x13SelectStepsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".atlas.selector.v1.SelectionResult\x12\x41\n\x0eresult_columns\x18\x02 \x01(\x0b\x32).atlas.selector.v1.SelectionResultColumns\"\xe5\x01\n\x18StreamSelectStepsRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\x12\x31\n\x0ctrajectories\x18\x02 \x03(\x0b\x32\x1b.atlas.common.v1.Trajectory\x12\x13\n\x0blabels_only\x18\x03 \x01(\x08\x12\x33\n\x07\x63olumns\x18\x04 \x01(\x0b\x32\".atlas.common.v1.TrajectoryColumns\x12\x18\n\x10reply_in_columns\x18\x05 \x01(\x08\"\x93\x01\n\x19StreamSelectStepsResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".atlas.selector.v1.SelectionResult\x12\x41\n\x0eresult_columns\x18\x02 \x01(\x0b\x32).atlas.selector.v1.SelectionResultColumns\"\xc5\x02\n\x0cSelectionJob\x12\n\n\x02id\x18\x01 \x01(\t\x12*\n\x06status\x18\x02 \x01(\x0b\x32\x1a.atlas.common.v1.JobStatus\x12*\n\x05input\x18\x03 \x01(\x0b\x32\x1b.atlas.common.v1.DatasetRef\x12\x12\n\noutput_uri\x18\x04 \x01(\t\x12\x35\n\routput_format\x18\x05 \x01(\x0e\x32\x1e.atlas.common.v1.DatasetFormat\x12\x32\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\x12\x19\n\x11trajectories_done\x18\x07 \x01(\x04\x12\x1a\n\x12trajectories_total\x18\x08 \x01(\x04\x12\x1b\n\x13trajectories_failed\x18\t \x01(\x04\"\xc6\x01\n\x19\x43reateSelectionJobRequest\x12*\n\x05input\x18\x01 \x01(\x0b\x32\x1b.atlas.common.v1.DatasetRef\x12\x12\n\noutput_uri\x18\x02 \x01(\t\x12\x35\n\routput_format\x18\x03 \x01(\x0e\x32\x1e.atlas.common.v1.DatasetFormat\x12\x32\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\".atlas.selector.v1.SelectionConfig\"J\n\x1a\x43reateSelectionJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.atlas.selector.v1.SelectionJob\"$\n\x16GetSelectionJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"G\n\x17GetSelectionJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.atlas.selector.v1.SelectionJob\"k\n\x18ListSelectionJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12(\n\x05state\x18\x03 \x01(\x0e\x32\x19.atlas.common.v1.JobState\"c\n\x19ListSelectionJobsResponse\x12-\n\x04jobs\x18\x01 \x03(\x0b\x32\x1f.atlas.selector.v1.SelectionJob\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x19\x43\x61ncelSelectionJobRequest\x12\n\n\x02id\x18\x01 \x01(\t\"J\n\x1a\x43\x61ncelSelectionJobResponse\x12,\n\x03job\x18\x01 \x01(\x0b\x32\x1f.atlas.selector.v1.SelectionJob2\xa3\x05\n\x0fSelectorService\x12\\\n\x0bSelectSteps\x12%.atlas.selector.v1.SelectStepsRequest\x1a&.atlas.selector.v1.SelectStepsResponse\x12r\n\x11StreamSelectSteps\x12+.atlas.selector.v1.StreamSelectStepsRequest\x1a,.atlas.selector.v1.StreamSelectStepsResponse(\x01\x30\x01\x12q\n\x12\x43reateSelectionJob\x12,.atlas.selector.v1.CreateSelectionJobRequest\x1a-.atlas.selector.v1.CreateSelectionJobResponse\x12h\n\x0fGetSelectionJob\x12).atlas.selector.v1.GetSelectionJobRequest\x1a*.atlas.selector.v1.GetSelectionJobResponse\x12n\n\x11ListSelectionJobs\x12+.atlas.selector.v1.ListSelectionJobsRequest\x1a,.atlas.selector.v1.ListSelectionJobsResponse\x12q\n\x12\x43\x61ncelSelectionJob\x12,.atlas.selector.v1.CancelSelectionJobRequest\x1a-.atlas.selector.v1.CancelSelectionJobResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,33 +37,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SELECTIONCONFIG']._serialized_start=156
   _globals['_SELECTIONCONFIG']._serialized_end=299
   _globals['_SELECTSTEPSREQUEST']._serialized_start=302
-  _globals['_SELECTSTEPSREQUEST']._serialized_end=499
-  _globals['_SELECTIONRESULT']._serialized_start=502
-  _globals['_SELECTIONRESULT']._serialized_end=728
-  _globals['_SELECTSTEPSRESPONSE']._serialized_start=730
-  _globals['_SELECTSTEPSRESPONSE']._serialized_end=804
-  _globals['_STREAMSELECTSTEPSREQUEST']._serialized_start=807
-  _globals['_STREAMSELECTSTEPSREQUEST']._serialized_end=1010
-  _globals['_STREAMSELECTSTEPSRESPONSE']._serialized_start=1012
-  _globals['_STREAMSELECTSTEPSRESPONSE']._serialized_end=1092
-  _globals['_SELECTIONJOB']._serialized_start=1095
-  _globals['_SELECTIONJOB']._serialized_end=1420
-  _globals['_CREATESELECTIONJOBREQUEST']._serialized_start=1423
-  _globals['_CREATESELECTIONJOBREQUEST']._serialized_end=1621
-  _globals['_CREATESELECTIONJOBRESPONSE']._serialized_start=1623
-  _globals['_CREATESELECTIONJOBRESPONSE']._serialized_end=1697
-  _globals['_GETSELECTIONJOBREQUEST']._serialized_start=1699
-  _globals['_GETSELECTIONJOBREQUEST']._serialized_end=1735
-  _globals['_GETSELECTIONJOBRESPONSE']._serialized_start=1737
-  _globals['_GETSELECTIONJOBRESPONSE']._serialized_end=1808
-  _globals['_LISTSELECTIONJOBSREQUEST']._serialized_start=1810
-  _globals['_LISTSELECTIONJOBSREQUEST']._serialized_end=1917
-  _globals['_LISTSELECTIONJOBSRESPONSE']._serialized_start=1919
-  _globals['_LISTSELECTIONJOBSRESPONSE']._serialized_end=2018
-  _globals['_CANCELSELECTIONJOBREQUEST']._serialized_start=2020
-  _globals['_CANCELSELECTIONJOBREQUEST']._serialized_end=2059
-  _globals['_CANCELSELECTIONJOBRESPONSE']._serialized_start=2061
-  _globals['_CANCELSELECTIONJOBRESPONSE']._serialized_end=2135
-  _globals['_SELECTORSERVICE']._serialized_start=2138
-  _globals['_SELECTORSERVICE']._serialized_end=2813
+  _globals['_SELECTSTEPSREQUEST']._serialized_end=525
+  _globals['_SELECTIONRESULT']._serialized_start=528
+  _globals['_SELECTIONRESULT']._serialized_end=754
+  _globals['_SELECTIONRESULTCOLUMNS']._serialized_start=757
+  _globals['_SELECTIONRESULTCOLUMNS']._serialized_end=932
+  _globals['_SELECTSTEPSRESPONSE']._serialized_start=935
+  _globals['_SELECTSTEPSRESPONSE']._serialized_end=1076
+  _globals['_STREAMSELECTSTEPSREQUEST']._serialized_start=1079
+  _globals['_STREAMSELECTSTEPSREQUEST']._serialized_end=1308
+  _globals['_STREAMSELECTSTEPSRESPONSE']._serialized_start=1311
+  _globals['_STREAMSELECTSTEPSRESPONSE']._serialized_end=1458
+  _globals['_SELECTIONJOB']._serialized_start=1461
+  _globals['_SELECTIONJOB']._serialized_end=1786
+  _globals['_CREATESELECTIONJOBREQUEST']._serialized_start=1789
+  _globals['_CREATESELECTIONJOBREQUEST']._serialized_end=1987
+  _globals['_CREATESELECTIONJOBRESPONSE']._serialized_start=1989
+  _globals['_CREATESELECTIONJOBRESPONSE']._serialized_end=2063
+  _globals['_GETSELECTIONJOBREQUEST']._serialized_start=2065
+  _globals['_GETSELECTIONJOBREQUEST']._serialized_end=2101
+  _globals['_GETSELECTIONJOBRESPONSE']._serialized_start=2103
+  _globals['_GETSELECTIONJOBRESPONSE']._serialized_end=2174
+  _globals['_LISTSELECTIONJOBSREQUEST']._serialized_start=2176
+  _globals['_LISTSELECTIONJOBSREQUEST']._serialized_end=2283
+  _globals['_LISTSELECTIONJOBSRESPONSE']._serialized_start=2285
+  _globals['_LISTSELECTIONJOBSRESPONSE']._serialized_end=2384
+  _globals['_CANCELSELECTIONJOBREQUEST']._serialized_start=2386
+  _globals['_CANCELSELECTIONJOBREQUEST']._serialized_end=2425
+  _globals['_CANCELSELECTIONJOBRESPONSE']._serialized_start=2427
+  _globals['_CANCELSELECTIONJOBRESPONSE']._serialized_end=2501
+  _globals['_SELECTORSERVICE']._serialized_start=2504
+  _globals['_SELECTORSERVICE']._serialized_end=3179
 # @@protoc_insertion_point(module_scope)

@@ -26,16 +26,18 @@ class SelectionConfig(_message.Message):
     def __init__(self, backend: _Optional[str] = ..., max_ratio: _Optional[float] = ..., min_steps: _Optional[int] = ..., seed: _Optional[int] = ..., model: _Optional[str] = ..., complement_of: _Optional[str] = ...) -> None: ...
 
 class SelectStepsRequest(_message.Message):
-    __slots__ = ("trajectories", "config", "labels_only", "columns")
+    __slots__ = ("trajectories", "config", "labels_only", "columns", "reply_in_columns")
     TRAJECTORIES_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     LABELS_ONLY_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_IN_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     trajectories: _containers.RepeatedCompositeFieldContainer[_trajectory_pb2.Trajectory]
     config: SelectionConfig
     labels_only: bool
     columns: _trajectory_pb2.TrajectoryColumns
-    def __init__(self, trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., labels_only: _Optional[bool] = ..., columns: _Optional[_Union[_trajectory_pb2.TrajectoryColumns, _Mapping]] = ...) -> None: ...
+    reply_in_columns: bool
+    def __init__(self, trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., labels_only: _Optional[bool] = ..., columns: _Optional[_Union[_trajectory_pb2.TrajectoryColumns, _Mapping]] = ..., reply_in_columns: _Optional[bool] = ...) -> None: ...
 
 class SelectionResult(_message.Message):
     __slots__ = ("trajectory_id", "labels", "masked_trajectory", "step_count", "error", "prompt_version")
@@ -53,29 +55,53 @@ class SelectionResult(_message.Message):
     prompt_version: str
     def __init__(self, trajectory_id: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[_trajectory_pb2.StepLabel, _Mapping]]] = ..., masked_trajectory: _Optional[_Union[_trajectory_pb2.Trajectory, _Mapping]] = ..., step_count: _Optional[int] = ..., error: _Optional[_Union[_job_pb2.JobError, _Mapping]] = ..., prompt_version: _Optional[str] = ...) -> None: ...
 
+class SelectionResultColumns(_message.Message):
+    __slots__ = ("trajectory_ids", "step_counts", "label_counts", "step_indices", "criteria", "rationales", "prompt_version")
+    TRAJECTORY_IDS_FIELD_NUMBER: _ClassVar[int]
+    STEP_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_INDICES_FIELD_NUMBER: _ClassVar[int]
+    CRITERIA_FIELD_NUMBER: _ClassVar[int]
+    RATIONALES_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    trajectory_ids: _containers.RepeatedScalarFieldContainer[str]
+    step_counts: _containers.RepeatedScalarFieldContainer[int]
+    label_counts: _containers.RepeatedScalarFieldContainer[int]
+    step_indices: _containers.RepeatedScalarFieldContainer[int]
+    criteria: bytes
+    rationales: _containers.RepeatedScalarFieldContainer[str]
+    prompt_version: str
+    def __init__(self, trajectory_ids: _Optional[_Iterable[str]] = ..., step_counts: _Optional[_Iterable[int]] = ..., label_counts: _Optional[_Iterable[int]] = ..., step_indices: _Optional[_Iterable[int]] = ..., criteria: _Optional[bytes] = ..., rationales: _Optional[_Iterable[str]] = ..., prompt_version: _Optional[str] = ...) -> None: ...
+
 class SelectStepsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "result_columns")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SelectionResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[SelectionResult, _Mapping]]] = ...) -> None: ...
+    result_columns: SelectionResultColumns
+    def __init__(self, results: _Optional[_Iterable[_Union[SelectionResult, _Mapping]]] = ..., result_columns: _Optional[_Union[SelectionResultColumns, _Mapping]] = ...) -> None: ...
 
 class StreamSelectStepsRequest(_message.Message):
-    __slots__ = ("config", "trajectories", "labels_only", "columns")
+    __slots__ = ("config", "trajectories", "labels_only", "columns", "reply_in_columns")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     TRAJECTORIES_FIELD_NUMBER: _ClassVar[int]
     LABELS_ONLY_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    REPLY_IN_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     config: SelectionConfig
     trajectories: _containers.RepeatedCompositeFieldContainer[_trajectory_pb2.Trajectory]
     labels_only: bool
     columns: _trajectory_pb2.TrajectoryColumns
-    def __init__(self, config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., labels_only: _Optional[bool] = ..., columns: _Optional[_Union[_trajectory_pb2.TrajectoryColumns, _Mapping]] = ...) -> None: ...
+    reply_in_columns: bool
+    def __init__(self, config: _Optional[_Union[SelectionConfig, _Mapping]] = ..., trajectories: _Optional[_Iterable[_Union[_trajectory_pb2.Trajectory, _Mapping]]] = ..., labels_only: _Optional[bool] = ..., columns: _Optional[_Union[_trajectory_pb2.TrajectoryColumns, _Mapping]] = ..., reply_in_columns: _Optional[bool] = ...) -> None: ...
 
 class StreamSelectStepsResponse(_message.Message):
-    __slots__ = ("results",)
+    __slots__ = ("results", "result_columns")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_COLUMNS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SelectionResult]
-    def __init__(self, results: _Optional[_Iterable[_Union[SelectionResult, _Mapping]]] = ...) -> None: ...
+    result_columns: SelectionResultColumns
+    def __init__(self, results: _Optional[_Iterable[_Union[SelectionResult, _Mapping]]] = ..., result_columns: _Optional[_Union[SelectionResultColumns, _Mapping]] = ...) -> None: ...
 
 class SelectionJob(_message.Message):
     __slots__ = ("id", "status", "input", "output_uri", "output_format", "config", "trajectories_done", "trajectories_total", "trajectories_failed")
