@@ -12,7 +12,7 @@ import queue
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,56 +66,103 @@ class BoundedPipeline(Generic[T, R]):
         self.on_in_flight = on_in_flight or (lambda _delta: None)
 
     def run_in_order(self, items: Iterator[T], prepare: Callable[[T], tuple[int, Work[R]]]) -> Iterator[R]:
-        """``run`` for CPU-bound work: one item at a time, in order, worked in the caller's thread,
-        while a reader thread reads and prepares the next item.
+        """``run`` for CPU-bound work: one item at a time, in order, on one worker thread, while a
+        reader thread reads and prepares the next item and the caller's thread hands the previous
+        result on.
 
-        Workers would gain nothing under the GIL, only pass it back and forth (a hand-off to a thread
-        that wants it can wait a whole switch interval, 5 ms, while another computes). Reading is
-        different: a 256-trajectory request is ~1 MB, and reading it takes HTTP/2 flow-control round
-        trips (~0.8 ms here) during which the reader waits without the GIL. Read ahead, that wait
-        overlaps the previous item's work (bench/README.md, selector tenth pass). Back-pressure: at
-        most one prepared item waits, and one more is being read, beyond the one being worked.
-        ``on_in_flight`` counts an item from when its work starts until its result has been taken.
+        More workers would gain nothing under the GIL, only pass it back and forth (a hand-off to a
+        thread that wants it can wait a whole switch interval, 5 ms, while another computes). Reading
+        and sending are different: a 256-trajectory request is ~1 MB, and gRPC takes ~0.8 ms of
+        flow-control round trips to read it and ~0.4 ms to send a reply, time its thread spends
+        waiting without the GIL. On their own threads those waits overlap the work
+        (bench/README.md, selector tenth pass). Back-pressure: beyond the item being worked, one
+        prepared item waits and one more is being read; one result waits and one is being sent.
+        ``on_in_flight`` counts an item from when its work starts until its result has been taken;
+        what a consumer that stopped early left untaken is uncounted when the last thread leaves.
         """
         ready: queue.Queue[tuple[int, Work[R]] | BaseException | _Done] = queue.Queue(maxsize=1)
+        done: queue.Queue[tuple[int, R] | BaseException | _Done] = queue.Queue(maxsize=1)
         stop = threading.Event()
+        books = threading.Lock()
+        counted = [0, 3]  # units in flight, threads (reader, worker, consumer) still running
 
-        def hand_on(got: tuple[int, Work[R]] | BaseException | _Done) -> bool:
+        def count(units: int) -> None:
+            with books:
+                counted[0] += units
+            self.on_in_flight(units)
+
+        def leave() -> None:
+            with books:
+                counted[1] -= 1
+                left, counted[0] = (counted[0], 0) if counted[1] == 0 else (0, counted[0])
+            if left:
+                self.on_in_flight(-left)
+
+        def hand_on(into: queue.Queue[Any], got: object) -> bool:
             while not stop.is_set():
                 try:
-                    ready.put(got, timeout=0.1)
+                    into.put(got, timeout=0.1)
                     return True
                 except queue.Full:
                     continue
             return False
 
+        def take(source: queue.Queue[Any]) -> Any:
+            while not stop.is_set():
+                try:
+                    return source.get(timeout=0.1)
+                except queue.Empty:
+                    continue
+            return _DONE
+
         def read() -> None:
             try:
                 for item in items:
-                    if not hand_on(prepare(item)):
+                    if not hand_on(ready, prepare(item)):
                         return
             except BaseException as error:
-                hand_on(error)
+                hand_on(ready, error)
             finally:
-                hand_on(_DONE)
+                hand_on(ready, _DONE)
+                leave()
 
-        reader = threading.Thread(target=read, name="select-stream-reader", daemon=True)
-        reader.start()
+        def work_all() -> None:
+            try:
+                while True:
+                    got = take(ready)
+                    if isinstance(got, (_Done, BaseException)):
+                        hand_on(done, got)
+                        return
+                    units, work = got
+                    count(units)
+                    try:
+                        result = work()
+                    except BaseException as error:
+                        count(-units)
+                        hand_on(done, error)
+                        return
+                    if not hand_on(done, (units, result)):
+                        return
+            finally:
+                leave()
+
+        for target, name in ((read, "select-stream-reader"), (work_all, "select-stream-worker")):
+            threading.Thread(target=target, name=name, daemon=True).start()
         try:
             while True:
-                got = ready.get()
+                got = done.get()
                 if isinstance(got, _Done):
                     return
                 if isinstance(got, BaseException):
                     raise got
-                units, work = got
-                self.on_in_flight(units)
+                units, result = got
                 try:
-                    yield work()
+                    yield result
                 finally:
-                    self.on_in_flight(-units)
+                    count(-units)
         finally:
-            stop.set()  # a consumer that stopped early (a cancelled call) lets the reader go
+            stop.set()  # a consumer that stopped early (a cancelled call) lets both threads go
+            leave()
 
     def run(self, items: Iterator[T], prepare: Callable[[T], tuple[int, Work[R]]]) -> Iterator[R]:
         results: queue.Queue[tuple[int, R] | BaseException | _Done] = queue.Queue()
