@@ -1,11 +1,13 @@
 """Overhead of the selector service over calling the rules backend in-process.
 
     .venv/bin/python bench/selector_overhead.py [--trajectories 1000] [--batch 256] [--first-batch 16]
-                                                [--unary-batch 50] [--inflight 4] [--rounds 30]
+                                                [--unary-batch 50] [--inflight 4] [--rounds 60]
                                                 [--wire columns|messages] [--reply columns|results]
+                                                [--shared-messages] [--no-pin]
 
 Starts `atlas serve selector` as its own process on 127.0.0.1, then labels the same N trajectories
-(the hand-labelled dev set, repeated under new ids) three ways:
+(the hand-labelled dev set repeated under new ids, each copy with its own message objects, as
+trajectories read from a file have; ``--shared-messages`` lets the copies share them) three ways:
 
 * direct: ``Selector.select`` with the rules backend in this process (the baseline);
 * unary: ``SelectSteps`` batches of ``--unary-batch``, ``--inflight`` calls in flight at once,
@@ -20,18 +22,20 @@ conversion to protobuf. They get the labels back as ``--reply``: SelectionResult
 ``reply_in_columns``; what ``atlas select --server`` asks for) or a SelectionResult each.
 
 The three sides run back to back for ``--rounds`` rounds, in an order that rotates from round to
-round; a side's throughput is over all its rounds (this VM's speed changes
-within a second by +-20%: only many interleaved rounds average that out). Last line:
-``ratio=<service/direct>`` (wall-clock throughput) for the streaming path (the one pipelines use).
-It also prints the median of the rounds' own ratios, and the CPU-time ratio (all CPU the service
-path burns in client and server vs the direct call): two processes may get more of a loaded
-machine than one, which would flatter the wall-clock ratio.
+round; a side's throughput is over all its rounds. Last line: ``ratio=<service/direct>``
+(wall-clock throughput) for the streaming path (the one pipelines use). It also prints the
+ratio's standard error, the median of the rounds' own ratios, and the CPU-time ratio (all CPU the
+service path burns in client and server vs the direct call): two processes may get more of a
+loaded machine than one, which would flatter the wall-clock ratio.
 
-The wall-clock ratio compares two processes at different moments, and on this VM one round of the
-same work varies by 10-15% from the next, so one 30-round run's ratio is only good to about +-3%.
+The wall-clock ratio compares two processes at different moments, and this VM's speed changes
+within a second: the same work takes 0.7 s in one round and 1.1 s in the next, and the rounds' own
+ratios spread by 12-26% (standard deviation). Only many interleaved rounds average that out: 60
+give a standard error of 1.5-3%, which the bench prints beside the ratio.
+
 The paired ratio takes that noise out: the server's own ``atlas_selector_select_seconds_total``
-(time inside ``Selector.select``, the same call the direct side makes) over the stream's wall-clock
-time, both measured during the same stream. It is the share of the stream's time that is
+(time inside ``Selector.select``, the same call the direct side makes) over the stream's
+wall-clock time, both measured during the same stream. It is the share of the stream's time that is
 selection; the rest is what the service adds (gRPC, messages, conversions, the client). Its blind
 spot: whatever slows the selection itself in the server (a collection its decoding deferred, caches
 its conversions evicted) counts as selection.
@@ -40,6 +44,8 @@ its conversions evicted) counts as selection.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import re
 import statistics
@@ -60,19 +66,31 @@ from atlas_selector.selector import SelectionOptions, Selector  # noqa: E402
 from procs import free_port, start_process, stop_process, wait_until  # noqa: E402
 
 from atlas.data.formats import read_file  # noqa: E402
-from atlas.data.model import Trajectory  # noqa: E402
+from atlas.data.model import Message, Trajectory  # noqa: E402
 from atlas.protoconv import trajectories_to_columns, trajectory_to_proto  # noqa: E402
 from atlas.selector.v1 import selector_service_pb2 as pb  # noqa: E402
 
 DEV = ROOT / "tests" / "data" / "selector_dev" / "dev.jsonl"
 
 
-def workload(n: int) -> list[Trajectory]:
+def workload(n: int, *, shared: bool = False) -> list[Trajectory]:
+    """The dev set repeated to ``n`` trajectories under new ids.
+
+    Each copy has its own Message and string objects, as ``n`` trajectories read from a file have
+    (and as the service's decoded ones have). ``shared``: the copies share the originals' messages,
+    so the direct side scans the same 23 trajectories' text over and over, a cache-resident set no
+    real caller has (this bench's workload until the tenth pass; bench/README.md measures it).
+    """
     base = list(read_file(DEV, "agentgym"))
     out = []
     for k in range(n):
         t = base[k % len(base)]
-        out.append(Trajectory(f"{t.id}-{k}", t.messages, t.source_env, t.task, dict(t.metadata)))
+        messages = (
+            t.messages
+            if shared
+            else [Message(m.role, m.content.encode().decode(), m.train) for m in t.messages]
+        )
+        out.append(Trajectory(f"{t.id}-{k}", messages, t.source_env, t.task, dict(t.metadata)))
     return out
 
 
@@ -87,6 +105,13 @@ def timed(run: Callable[[], None], pid: int) -> tuple[float, float]:
     started, cpu, served = time.perf_counter(), time.process_time(), server_cpu(pid)
     run()
     return time.perf_counter() - started, time.process_time() - cpu + server_cpu(pid) - served
+
+
+def pin(pid: int, core: int) -> None:
+    """Every thread of process ``pid`` onto ``core`` (threads they start later inherit it)."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError):  # a thread that ended meanwhile
+            os.sched_setaffinity(int(tid), {core})
 
 
 def select_seconds(metrics_port: int) -> float:
@@ -129,9 +154,20 @@ def main() -> None:
         help="how the service answers: SelectionResultColumns (reply_in_columns, the default) or a "
         "SelectionResult per trajectory",
     )
-    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument(
+        "--shared-messages",
+        action="store_true",
+        help="let the copies of the dev set share their messages (the workload before the tenth pass)",
+    )
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="leave the two processes to the scheduler instead of swapping them between two cores "
+        "from round to round",
+    )
     args = parser.parse_args()
-    trajectories = workload(args.trajectories)
+    trajectories = workload(args.trajectories, shared=args.shared_messages)
     n = len(trajectories)
 
     def wire(chunk: list[Trajectory]) -> dict[str, Any]:
@@ -218,7 +254,16 @@ def main() -> None:
         times: dict[str, list[float]] = {"direct": [], "unary": [], "stream": []}
         cpus: dict[str, list[float]] = {"direct": [], "unary": [], "stream": []}
         selecting = 0.0  # the server's seconds inside Selector.select during the stream side
+        # The two cores of this VM are not equally fast, and which is faster changes over minutes
+        # (one ran 4-8% slower than the other in one run, 3% faster in the next). Left alone, the
+        # server may sit on one and this process on the other for a whole run, and the ratio
+        # measures the cores. Swapped every round, each side spends half its rounds on each core.
+        cores = sorted(os.sched_getaffinity(0))[:2]
+        pinned = not args.no_pin and len(cores) == 2
         for k in range(args.rounds):
+            if pinned:
+                pin(proc.pid, cores[k % 2])
+                pin(os.getpid(), cores[1 - k % 2])
             for name, run in sides[k % 3 :] + sides[: k % 3]:
                 before = select_seconds(metrics_port) if name == "stream" else 0.0
                 wall, cpu = timed(run, proc.pid)
@@ -236,19 +281,31 @@ def main() -> None:
         faster than a round: only many rounds average it out)."""
         return sum(samples["direct"]) / sum(samples[name])
 
+    def ratio_error(samples: dict[str, list[float]], name: str) -> float:
+        """The standard error of ``ratio`` (a ratio estimator's, from the rounds' pairs): how far
+        this run's ratio may be from the one many runs would average to."""
+        direct, service = samples["direct"], samples[name]
+        if len(direct) < 2:
+            return math.nan
+        r = sum(direct) / sum(service)
+        spread = sum((d - r * x) ** 2 for d, x in zip(direct, service, strict=True)) / (len(direct) - 1)
+        return math.sqrt(spread / len(direct)) / statistics.mean(service)
+
     def median_ratio(samples: dict[str, list[float]], name: str) -> float:
         return statistics.median(d / x for d, x in zip(samples["direct"], samples[name], strict=True))
 
     print(
         f"trajectories={n} stream batches {args.first_batch}..{args.batch}, unary batch={args.unary_batch}"
-        f" inflight={args.inflight}, rounds={args.rounds} wire={args.wire} reply={args.reply}, interleaved"
+        f" inflight={args.inflight}, rounds={args.rounds} wire={args.wire} reply={args.reply}, interleaved,"
+        f" {'cores swapped every round' if pinned else 'not pinned'}"
     )
     for name in ("direct", "unary", "stream"):
         walls = times[name]
         line = f"{name:7s} {n * len(walls) / sum(walls):7.1f} traj/s (best round {n / min(walls):7.1f})"
         if name != "direct":
             line += (
-                f"  ratio_{name}={ratio(times, name):.3f} (median of rounds {median_ratio(times, name):.3f})"
+                f"  ratio_{name}={ratio(times, name):.3f} +- {ratio_error(times, name):.3f} (standard error;"
+                f" median of rounds {median_ratio(times, name):.3f})"
             )
         print(line)
     print(
