@@ -105,8 +105,8 @@ class SelectorServicer(pb_grpc.SelectorServiceServicer):
             return max(1, units), work
 
         # The first message's backend decides how the stream runs: a judge (requests wait on I/O)
-        # through the threaded pipeline, so batches overlap; a CPU-bound backend in this thread, with
-        # the next request read ahead.
+        # through the threaded pipeline, so batches overlap; a CPU-bound backend one batch at a time,
+        # in order, with reading the next request and sending the last answer on threads of their own.
         first = next(request_iterator, None)
         if first is None:
             return iter(())
