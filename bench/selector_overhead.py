@@ -31,7 +31,7 @@ loaded machine than one, which would flatter the wall-clock ratio.
 The wall-clock ratio compares two processes at different moments, and this VM's speed changes
 within a second: the same work takes 0.7 s in one round and 1.1 s in the next, and the rounds' own
 ratios spread by 12-26% (standard deviation). Only many interleaved rounds average that out: 60
-give a standard error of 1.5-3%, which the bench prints beside the ratio.
+give a standard error of 1.7-3.1% (measured), which the bench prints beside the ratio.
 
 The paired ratio takes that noise out: the server's own ``atlas_selector_select_seconds_total``
 (time inside ``Selector.select``, the same call the direct side makes) over the stream's
