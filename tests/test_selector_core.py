@@ -245,9 +245,10 @@ def test_in_order_pipeline_reads_ahead_boundedly_and_counts_in_flight() -> None:
 
     results = pipeline.run_in_order(produce(), prepare)  # type: ignore[arg-type]
     assert [next(results) for _ in range(3)] == [0, 10, 20]
-    time.sleep(0.3)  # a fast producer, a stalled consumer
-    # Three answered; a result waiting and one more waiting to be handed on; a prepared item
-    # waiting and one more read, waiting to be handed on: no more.
+    # A fast producer, a stalled consumer. Three answered; a result waiting and one more waiting to
+    # be handed on; a prepared item waiting and one more read, waiting to be handed on: no more.
+    wait_until(lambda: len(read) >= 7, timeout=5)
+    time.sleep(0.3)
     assert len(read) == 7
     assert list(results) == [10 * k for k in range(3, 100)]
     # Worked in order on one thread of its own, not the consumer's.

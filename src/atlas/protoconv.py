@@ -143,6 +143,12 @@ def trajectories_to_columns(trajectories: Sequence[Trajectory]) -> trajectory_pb
     return columns
 
 
+def check_column_length(length: int, expected: int, field_path: str, what: str) -> None:
+    """Raise InvalidArgument at ``field_path`` when a column has ``length`` entries, not ``expected``."""
+    if length != expected:
+        raise InvalidArgument(f"has {length} entries, expected {expected} ({what})", field_path=field_path)
+
+
 def trajectories_from_columns(
     columns: trajectory_pb2.TrajectoryColumns, field_path: str = "columns"
 ) -> list[Trajectory | InvalidArgument]:
@@ -156,10 +162,7 @@ def trajectories_from_columns(
     n, total = len(ids), sum(counts)
 
     def check(length: int, expected: int, name: str, what: str) -> None:
-        if length != expected:
-            raise InvalidArgument(
-                f"has {length} entries, expected {expected} ({what})", field_path=f"{field_path}.{name}"
-            )
+        check_column_length(length, expected, f"{field_path}.{name}", what)
 
     check(len(counts), n, "message_counts", "one per id")
     check(len(contents), total, "contents", "one per message, the sum of message_counts")

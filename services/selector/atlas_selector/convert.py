@@ -15,6 +15,7 @@ from atlas.errors import AtlasError, InvalidArgument
 from atlas.jobs import Job
 from atlas.protoconv import (
     add_step_labels,
+    check_column_length,
     criteria_bits,
     criteria_from_bits,
     dataset_format_from_proto,
@@ -194,17 +195,14 @@ def outcomes_from_response(response: pb.SelectStepsResponse | pb.StreamSelectSte
     ids, label_counts = columns.trajectory_ids, columns.label_counts
     labels = len(columns.step_indices)
 
-    def check(length: int, expected: int, name: str) -> None:
-        if length != expected:
-            raise InvalidArgument(
-                f"has {length} entries, expected {expected}", field_path=f"result_columns.{name}"
-            )
-
-    check(len(columns.step_counts), len(ids), "step_counts")
-    check(len(label_counts), len(ids), "label_counts")
-    check(labels, sum(label_counts), "step_indices")
-    check(len(columns.criteria), labels, "criteria")
-    check(len(columns.rationales), labels, "rationales")
+    for length, expected, name, what in (
+        (len(columns.step_counts), len(ids), "step_counts", "one per id"),
+        (len(label_counts), len(ids), "label_counts", "one per id"),
+        (labels, sum(label_counts), "step_indices", "one per label, the sum of label_counts"),
+        (len(columns.criteria), labels, "criteria", "one byte per label"),
+        (len(columns.rationales), labels, "rationales", "one per label"),
+    ):
+        check_column_length(length, expected, f"result_columns.{name}", what)
     indices, criteria, rationales = list(columns.step_indices), columns.criteria, list(columns.rationales)
     at = 0
     for trajectory_id, step_count, count in zip(ids, columns.step_counts, label_counts, strict=True):
